@@ -1,0 +1,244 @@
+"""The one place statistics are computed: latency summaries, throughput, phase timing, CPU of a process tree.
+
+Patterns hand raw observations here and never compute their own percentiles. Clocks are
+``time.perf_counter_ns`` (monotonic, highest resolution).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Self
+
+import numpy as np
+import psutil
+
+from bench.errors import BenchError
+
+#: Percentiles reported for every latency distribution (name -> quantile).
+PERCENTILES: dict[str, float] = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p99_9": 0.999}
+
+
+def latency_summary(samples_s: np.ndarray | list[float]) -> dict[str, float | int]:
+    """Summary of raw latency samples in seconds: count, min, mean, percentiles, max.
+
+    Percentiles use the nearest-rank rule (numpy ``inverted_cdf``): every reported value is a
+    latency that was actually observed. ``tail_samples`` says how many samples lie at or above
+    each percentile, so a p99.9 resting on a handful of samples is visible as such.
+    """
+    x = np.asarray(samples_s, dtype=np.float64)
+    if x.ndim != 1:
+        raise BenchError(f"latency samples must be one-dimensional, got shape {x.shape}")
+    if x.size == 0:
+        raise BenchError("latency summary needs at least one sample")
+    if not np.all(np.isfinite(x)) or np.any(x < 0):
+        raise BenchError("latency samples must be finite and >= 0 seconds")
+    out: dict[str, float | int] = {"count": int(x.size), "min": float(x.min()), "mean": float(x.mean())}
+    for name, q in PERCENTILES.items():
+        out[name] = float(np.quantile(x, q, method="inverted_cdf"))
+    out["max"] = float(x.max())
+    out["tail_samples"] = {name: int(np.sum(x >= out[name])) for name in PERCENTILES}  # type: ignore[assignment]
+    return out
+
+
+def throughput(count: int, seconds: float) -> float:
+    """Completed items per wall-second."""
+    if seconds <= 0:
+        raise BenchError(f"throughput needs a positive duration, got {seconds}")
+    return count / seconds
+
+
+class Phases:
+    """Accumulates wall time of named phases (``with phases("read"): ...``) in nanoseconds."""
+
+    def __init__(self) -> None:
+        self.ns: dict[str, int] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter_ns()
+        try:
+            yield
+        finally:
+            self.ns[name] = self.ns.get(name, 0) + time.perf_counter_ns() - t0
+
+    def seconds(self) -> dict[str, float]:
+        return {k: v / 1e9 for k, v in self.ns.items()}
+
+
+@contextmanager
+def stopwatch() -> Iterator[list[float]]:
+    """``with stopwatch() as sw: ...``; afterwards ``sw[0]`` is the elapsed wall time in seconds."""
+    out: list[float] = [0.0]
+    t0 = time.perf_counter_ns()
+    try:
+        yield out
+    finally:
+        out[0] = (time.perf_counter_ns() - t0) / 1e9
+
+
+# --------------------------------------------------------------------------------------------
+# CPU-seconds of a process tree
+# --------------------------------------------------------------------------------------------
+
+
+def _system_busy_seconds() -> float | None:
+    """Busy CPU time of the whole machine from /proc/stat (None where there is no /proc)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class CpuUsage:
+    """What a :class:`CpuMeter` saw between start and stop."""
+
+    wall_s: float
+    cpu_s: float  #: user+system of every tracked process, children included
+    by_label: dict[str, float]  #: the same split by the root each process descends from
+    system_busy_s: float | None  #: whole machine's busy time from /proc/stat, for a cross-check
+    processes: int  #: distinct processes seen
+    peak_rss_bytes: int  #: largest summed RSS of the tree over the samples
+
+    def to_dict(self) -> dict:
+        return {
+            "wall_s": self.wall_s,
+            "cpu_s": self.cpu_s,
+            "by_label": self.by_label,
+            "system_busy_s": self.system_busy_s,
+            "processes": self.processes,
+            "peak_rss_bytes": self.peak_rss_bytes,
+        }
+
+
+@dataclass
+class _Proc:
+    label: str
+    base: float  #: CPU seconds when first seen (0 for processes born during the measurement)
+    last: float
+
+
+class CpuMeter:
+    """CPU-seconds (user+system) of one or more process trees, sampled in a background thread.
+
+    Roots are labelled (``driver``, ``server``, ``raylet``…); every descendant of a root is
+    charged to it, so processes that are not children of the driver (a server started separately,
+    Ray workers under the raylet) are counted once their root is added. Processes that exit
+    between samples are counted up to their last sample, so keep ``interval_s`` short relative to
+    worker lifetimes; ``system_busy_s`` from /proc/stat is the machine-wide cross-check.
+    """
+
+    def __init__(self, roots: dict[str, int] | None = None, interval_s: float = 0.2) -> None:
+        if interval_s <= 0:
+            raise BenchError(f"CpuMeter interval_s must be > 0, got {interval_s}")
+        self.roots: dict[str, int] = dict(roots or {"driver": os.getpid()})
+        self.interval_s = interval_s
+        self._procs: dict[tuple[int, float], _Proc] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._peak_rss = 0
+        self._t0 = 0
+        self._busy0: float | None = None
+        self._started = False
+        self.result: CpuUsage | None = None
+
+    def add_root(self, label: str, pid: int) -> None:
+        """Track another process tree (e.g. a server or the raylet) from now on."""
+        with self._lock:
+            self.roots[label] = pid
+        if self._started:
+            self._sample(initial=True)
+
+    def _walk(self) -> list[tuple[str, psutil.Process]]:
+        seen: list[tuple[str, psutil.Process]] = []
+        for label, pid in self.roots.items():
+            try:
+                root = psutil.Process(pid)
+                seen.append((label, root))
+                seen.extend((label, child) for child in root.children(recursive=True))
+            except psutil.Error:
+                continue
+        return seen
+
+    def _sample(self, initial: bool = False) -> None:
+        rss = 0
+        with self._lock:
+            for label, proc in self._walk():
+                try:
+                    with proc.oneshot():
+                        t = proc.cpu_times()
+                        key = (proc.pid, proc.create_time())
+                        cpu = t.user + t.system
+                        rss += proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                entry = self._procs.get(key)
+                if entry is None:
+                    # A process already running at start (or when its root was added) is charged
+                    # only from then on; one born later is charged from zero.
+                    base = cpu if initial else 0.0
+                    self._procs[key] = _Proc(label, base, cpu)
+                else:
+                    entry.last = max(entry.last, cpu)
+            self._peak_rss = max(self._peak_rss, rss)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def start(self) -> CpuMeter:
+        self._t0 = time.perf_counter_ns()
+        self._busy0 = _system_busy_seconds()
+        self._sample(initial=True)
+        self._started = True
+        self._thread = threading.Thread(target=self._loop, name="cpu-meter", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> CpuUsage:
+        if not self._started:
+            raise BenchError("CpuMeter.stop() called before start()")
+        self._sample()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        wall = (time.perf_counter_ns() - self._t0) / 1e9
+        busy1 = _system_busy_seconds()
+        by_label: dict[str, float] = {label: 0.0 for label in self.roots}
+        for p in self._procs.values():
+            by_label[p.label] = by_label.get(p.label, 0.0) + (p.last - p.base)
+        self.result = CpuUsage(
+            wall_s=wall,
+            cpu_s=sum(by_label.values()),
+            by_label=by_label,
+            system_busy_s=None if self._busy0 is None or busy1 is None else busy1 - self._busy0,
+            processes=len(self._procs),
+            peak_rss_bytes=self._peak_rss,
+        )
+        self._started = False
+        return self.result
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class Counter:
+    """A named count of events (errors, timeouts, retries) kept beside samples, never folded into them."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n

@@ -1,0 +1,82 @@
+"""The patterns: one module each, one shape for all — ``run(workload, model, params, context) -> RunResult``.
+
+A pattern registers its params dataclass and its ``run`` function in :data:`PATTERNS`; the CLI, the
+pipeline and the notebooks look patterns up there (no if/elif factory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.params import require_choice, require_positive
+
+
+@dataclass(frozen=True)
+class PatternParams:
+    """Parameters every pattern shares: which data, which model, which predictor."""
+
+    rows: int = 100_000  #: customers in the scoring dataset (generated if data_path is empty)
+    data_seed: int = 7  #: seed of the scoring dataset (the model trains on another seed)
+    data_path: str = ""  #: an existing parquet file instead of a generated one
+    train_rows: int = 200_000
+    trees: int = 200
+    leaves: int = 63
+    model_seed: int = 0
+    predictor: str = "lightgbm"
+    num_threads: int = 1
+
+    def __post_init__(self) -> None:
+        from bench.model import PREDICTORS
+
+        owner = type(self).__name__
+        require_positive(
+            owner, rows=self.rows, train_rows=self.train_rows, trees=self.trees, num_threads=self.num_threads
+        )
+        if self.leaves < 2:
+            raise BenchError(f"{owner} parameter 'leaves' must be >= 2, got {self.leaves}")
+        require_choice(owner, "predictor", self.predictor, PREDICTORS)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where a run writes and under which names it is filed."""
+
+    run_id: str
+    run_dir: Path
+    profile: str = "adhoc"
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A registered pattern: its name, its params type, its run function and its notebook."""
+
+    name: str
+    params: type
+    run: Callable[..., Any]
+    notebook: str
+
+
+def _registry() -> dict[str, Pattern]:
+    from bench.patterns import batch
+
+    return {p.name: p for p in (batch.PATTERN,)}
+
+
+def get(name: str) -> Pattern:
+    """The pattern called ``name``, or a clear error listing the known ones."""
+    patterns = _registry()
+    if name not in patterns:
+        raise BenchError(f"unknown pattern {name!r}; expected one of: {', '.join(sorted(patterns))}")
+    return patterns[name]
+
+
+def names() -> list[str]:
+    return sorted(_registry())
+
+
+def default_output(context: RunContext, name: str) -> Path:
+    return Path(context.run_dir) / name
