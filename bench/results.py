@@ -240,7 +240,7 @@ class Loaded:
 
 def load_all(results: Path | None = None) -> Loaded:
     """Load every ``runs/*/result.json``; malformed files are refused with a reason, never silently."""
-    runs = (results or paths.results_dir()) / "runs"
+    runs = Path(results or paths.results_dir()) / "runs"
     out = Loaded([], {}, [])
     if not runs.is_dir():
         return out

@@ -6,21 +6,14 @@ notebook lands beside the result.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench import metrics, paths, patterns, results, workload
+from bench import metrics, patterns, results, workload
 from bench import model as model_mod
-from bench.errors import BenchError
 from bench.params import parse
 from bench.patterns import PatternParams, RunContext
-
-#: Names a notebook namespace holds besides its parameters (IPython's own and the imports).
-_NOTEBOOK_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open", "bench"}
-#: Parameters every pattern notebook takes besides its pattern's own.
-RUN_PARAMS = ("profile", "run_dir")
 
 
 def resolve_workload(params: PatternParams) -> workload.Dataset:
@@ -59,27 +52,3 @@ def run_pattern(
     result.metrics["model"] = {k: model.meta.get(k) for k in ("holdout_auc", "train_seconds", "train_rows")}
     results.write(result, run_dir)
     return result
-
-
-def notebook_params(name: str, namespace: Mapping[str, Any]) -> tuple[PatternParams, dict[str, Any]]:
-    """Validate a pattern notebook's parameters from its global namespace.
-
-    Papermill injects parameters as plain variables and only warns about unknown ones; this turns
-    any unknown or ill-typed one into an error naming it, before the notebook does any work.
-    Returns the pattern's params and the run parameters (profile, run_dir).
-    """
-    pattern = patterns.get(name)
-    values = {
-        k: v
-        for k, v in namespace.items()
-        if not k.startswith("_") and k not in _NOTEBOOK_NAMES and not isinstance(v, type(time))
-    }
-    run = {k: values.pop(k) for k in RUN_PARAMS if k in values}
-    for key in RUN_PARAMS:
-        if not isinstance(run.get(key, ""), str):
-            raise BenchError(f"notebook parameter {key!r} must be str, got {run[key]!r}")
-    return parse(pattern.params, values, owner=f"notebook {pattern.notebook}"), run
-
-
-def default_results_dir() -> Path:
-    return paths.results_dir()

@@ -1,0 +1,41 @@
+# The README's two commands: `make report` and `make test`. Both set everything up on first use.
+PY      ?= python3.11
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+PROFILE ?= default
+STAMP   := $(VENV)/.installed
+
+# Keep Jupyter, IPython and matplotlib state inside the checkout, not in $HOME.
+export JUPYTER_RUNTIME_DIR := $(CURDIR)/.jupyter/runtime
+export IPYTHONDIR          := $(CURDIR)/.jupyter/ipython
+export MPLCONFIGDIR        := $(CURDIR)/.jupyter/matplotlib
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup report test lint strip clean
+
+setup: $(STAMP)
+
+# Re-install whenever pyproject.toml changes; register the venv's interpreter as the `bench`
+# Jupyter kernel so papermill never looks for a hand-registered one.
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; install Python 3.11 or run make PY=/path/to/python3.11"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/bench kernel
+	@touch $@
+
+report: setup
+	$(BIN)/bench pipeline --profile $(PROFILE)
+
+test: setup
+	$(BIN)/ruff check bench tests
+	$(BIN)/python -m bench.tools.strip --check notebooks
+	$(BIN)/pytest
+
+# Remove outputs from notebooks under notebooks/ (executed copies belong in results/).
+strip: setup
+	$(BIN)/python -m bench.tools.strip notebooks
+
+clean:
+	rm -rf $(VENV) .jupyter .pytest_cache .benchmarks

@@ -1,0 +1,66 @@
+"""``bench``: run one pattern, the whole pipeline, or rebuild the report, from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench import patterns, pipeline, profiles
+from bench.errors import BenchError
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BenchError(f"--param expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one pattern's notebook once; prints the run directory")
+    run.add_argument("pattern", help=f"one of: {', '.join(patterns.names())}")
+    run.add_argument("--profile", default="smoke", help=f"one of: {', '.join(profiles.PROFILES)} (default smoke)")
+    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    run.add_argument("--results", type=Path, default=None, help="results directory (default results/)")
+
+    pipe = sub.add_parser("pipeline", help="data, model, every pattern's sweep, then the report")
+    pipe.add_argument("--profile", default="default", help=f"one of: {', '.join(profiles.PROFILES)}")
+    pipe.add_argument("--results", type=Path, default=None)
+
+    rep = sub.add_parser("report", help="rebuild results/report.html from the results on disk")
+    rep.add_argument("--results", type=Path, default=None)
+
+    sub.add_parser("kernel", help="register this interpreter as the 'bench' Jupyter kernel")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            values = pipeline.pattern_parameters(args.pattern, args.profile, _overrides(args.param))
+            print(pipeline.run_pattern(args.pattern, values, args.profile, args.results))
+        elif args.command == "pipeline":
+            html = pipeline.full(args.profile, args.results)
+            print(f"report: {html}")
+        elif args.command == "report":
+            print(f"report: {pipeline.report(args.results)}")
+        elif args.command == "kernel":
+            print(f"kernel: {pipeline.ensure_kernel()}")
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # papermill's execution error: point at the executed notebook
+        if type(exc).__name__ == "PapermillExecutionError":
+            print(f"bench: a notebook cell failed: {exc}", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Named run profiles: how big each step is. ``smoke`` for CI, ``default`` for a laptop, ``full`` to publish."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.errors import BenchError
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The sizes of one pipeline: the model every pattern shares, and each pattern's sweep."""
+
+    name: str
+    description: str
+    model: dict[str, Any]  #: PatternParams model fields: train_rows, trees, leaves, model_seed
+    batch_rows: tuple[int, ...]  #: the batch pattern runs once per size (and per repeat)
+    batch: dict[str, Any] = field(default_factory=dict)  #: other BatchParams for every batch run
+    repeats: int = 1  #: runs per sweep point, so the report can show spread
+
+    def pattern_params(self, pattern: str) -> dict[str, Any]:
+        """Parameters a single ``bench run <pattern>`` starts from (the sweep's smallest point)."""
+        if pattern == "batch":
+            return {**self.model, **self.batch, "rows": self.batch_rows[0]}
+        return dict(self.model)
+
+    def sweep(self, pattern: str) -> list[dict[str, Any]]:
+        """Every run of ``pattern`` this profile makes, repeats included."""
+        if pattern == "batch":
+            return [{**self.model, **self.batch, "rows": rows} for rows in self.batch_rows for _ in range(self.repeats)]
+        return []
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            name="smoke",
+            description="CI: tiny data and model, seconds per notebook",
+            model={"train_rows": 5_000, "trees": 20, "leaves": 15, "model_seed": 0},
+            batch_rows=(2_000, 10_000),
+            batch={"chunk_rows": 4_000, "num_threads": 2},
+        ),
+        Profile(
+            name="default",
+            description="a laptop: the article's model (200 trees, 63 leaves), batch up to 1M rows, 2 repeats",
+            model={"train_rows": 200_000, "trees": 200, "leaves": 63, "model_seed": 0},
+            batch_rows=(10_000, 100_000, 1_000_000),
+            batch={"chunk_rows": 250_000, "num_threads": 2},
+            repeats=2,
+        ),
+        Profile(
+            name="full",
+            description="the published report: 1M-row training set, batch up to 10M rows, 3 repeats",
+            model={"train_rows": 1_000_000, "trees": 200, "leaves": 63, "model_seed": 0},
+            batch_rows=(10_000, 100_000, 1_000_000, 10_000_000),
+            batch={"chunk_rows": 500_000, "num_threads": 2},
+            repeats=3,
+        ),
+    )
+}
+
+
+def get(name: str) -> Profile:
+    """The profile called ``name``, or a clear error listing the known ones."""
+    if name not in PROFILES:
+        raise BenchError(f"unknown profile {name!r}; expected one of: {', '.join(PROFILES)}")
+    return PROFILES[name]

@@ -1,0 +1,369 @@
+"""Tables and plots the report notebook shows; everything is computed from results on disk.
+
+Runs are compared only within one machine (same CPU model, core count and memory): the report picks
+one machine and says how many runs from others it left out, never averaging across hardware.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from bench import results as results_mod
+from bench.results import RunResult, machine_key
+
+BATCH_PHASES = ("read", "validate", "prepare", "score", "write")
+
+
+@dataclass
+class Selection:
+    """The valid runs of one machine, and what was left out and why (shown in the report)."""
+
+    machine: str | None
+    runs: list[RunResult]
+    other_machines: dict[str, int]  #: machine -> valid runs not mixed in
+    invalid: list[RunResult]
+    refused: dict[str, str]
+    incomplete: list[str]
+
+
+def select(results_dir: Path | None = None, machine: str = "") -> Selection:
+    """Load every result; keep the valid ones of ``machine`` (default: the machine with most runs)."""
+    loaded = results_mod.load_all(results_dir)
+    valid = [r for r in loaded.results if r.valid]
+    invalid = [r for r in loaded.results if not r.valid]
+    counts = Counter(machine_key(r.provenance) for r in valid)
+    chosen = machine or (counts.most_common(1)[0][0] if counts else None)
+    runs = [r for r in valid if machine_key(r.provenance) == chosen]
+    others = {k: v for k, v in counts.items() if k != chosen}
+    return Selection(chosen, runs, others, invalid, loaded.refused, loaded.incomplete)
+
+
+def runs_table(runs: Sequence[RunResult]) -> pl.DataFrame:
+    """One row per run: what ran, how much, how fast, at what CPU cost."""
+    rows = []
+    for r in runs:
+        m = r.metrics
+        lat = m.get("latency_s") or {}
+        rows.append(
+            {
+                "run_id": r.run_id,
+                "pattern": r.pattern,
+                "backend": r.backend,
+                "profile": r.profile,
+                "valid": r.valid,
+                "predictions": m["predictions"],
+                "wall_s": round(m["wall_seconds"], 3),
+                "throughput_per_s": round(m["throughput_per_s"], 1),
+                "cpu_s": round(m["cpu_seconds"], 3),
+                "cpu_us_per_prediction": round(1e6 * m["cpu_seconds"] / max(m["predictions"], 1), 2),
+                "provisioned_core_s": round(m["provisioned_core_seconds"], 3),
+                "e2e_to_raw": round(m["e2e_to_raw_ratio"], 3) if "e2e_to_raw_ratio" in m else None,
+                "latency_p99_ms": round(1e3 * lat["p99"], 3) if lat else None,
+                "latency_samples": lat.get("count") if lat else None,
+                "git_commit": (r.provenance["git"].get("commit") or "")[:8],
+            }
+        )
+    return pl.DataFrame(rows) if rows else pl.DataFrame()
+
+
+def batch_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
+    """Batch runs grouped by input size: median and spread of throughput, the e2e/raw ratio, phase shares."""
+    rows = []
+    for r in runs:
+        if r.pattern != "batch":
+            continue
+        m = r.metrics
+        phases = m["phases_s"]
+        rows.append(
+            {
+                "rows": m["predictions"],
+                "throughput_per_s": m["throughput_per_s"],
+                "raw_predict_per_s": m.get("raw_predict_rows_per_s"),
+                "e2e_to_raw": m.get("e2e_to_raw_ratio"),
+                "cpu_us_per_prediction": 1e6 * m["cpu_seconds"] / m["predictions"],
+                "wall_s": m["wall_seconds"],
+                **{f"{p}_us_per_row": 1e6 * phases.get(p, 0.0) / m["predictions"] for p in BATCH_PHASES},
+            }
+        )
+    if not rows:
+        return pl.DataFrame()
+    df = pl.DataFrame(rows)
+    return (
+        df.group_by("rows")
+        .agg(
+            pl.len().alias("runs"),
+            pl.col("throughput_per_s").median().alias("throughput_median"),
+            pl.col("throughput_per_s").min().alias("throughput_min"),
+            pl.col("throughput_per_s").max().alias("throughput_max"),
+            pl.col("raw_predict_per_s").median().alias("raw_predict_median"),
+            pl.col("e2e_to_raw").median().alias("e2e_to_raw_median"),
+            pl.col("e2e_to_raw").min().alias("e2e_to_raw_min"),
+            pl.col("cpu_us_per_prediction").median().alias("cpu_us_per_prediction"),
+            pl.col("wall_s").median().alias("wall_s_median"),
+            *[pl.col(f"{p}_us_per_row").median() for p in BATCH_PHASES],
+        )
+        .sort("rows")
+    )
+
+
+def plot_batch_throughput(runs: Sequence[RunResult], ax=None):
+    """Rows/s against input size: every run as a point, the median as a line, raw predict beside it."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    summary = batch_summary(runs)
+    if summary.is_empty():
+        ax.text(0.5, 0.5, "no batch runs", ha="center", va="center", transform=ax.transAxes)
+        return ax
+    points = [(r.metrics["predictions"], r.metrics["throughput_per_s"]) for r in runs if r.pattern == "batch"]
+    ax.scatter(*zip(*points, strict=True), s=18, alpha=0.6, label="end to end, each run")
+    ax.plot(summary["rows"], summary["throughput_median"], marker="o", label="end to end, median")
+    if summary["raw_predict_median"].null_count() < summary.height:
+        ax.plot(summary["rows"], summary["raw_predict_median"], ls="--", marker="x", label="raw predict(), median")
+    for rows, n, tp in summary.select("rows", "runs", "throughput_median").iter_rows():
+        ax.annotate(f"n={n}", (rows, tp), textcoords="offset points", xytext=(4, -12), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("rows scored in one job")
+    ax.set_ylabel("predictions per second")
+    ax.set_title("Bulk batch throughput")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_batch_phases(runs: Sequence[RunResult], ax=None):
+    """Where a batch job's time goes: µs per row in each phase, stacked, per input size."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    summary = batch_summary(runs)
+    if summary.is_empty():
+        ax.text(0.5, 0.5, "no batch runs", ha="center", va="center", transform=ax.transAxes)
+        return ax
+    labels = [f"{r:,}\n(n={n})" for r, n in summary.select("rows", "runs").iter_rows()]
+    bottom = [0.0] * summary.height
+    for phase in BATCH_PHASES:
+        values = summary[f"{phase}_us_per_row"].to_list()
+        ax.bar(labels, values, bottom=bottom, label=phase)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    ax.set_xlabel("rows scored in one job (runs)")
+    ax.set_ylabel("µs per row (median over runs)")
+    ax.set_title("Batch job time by phase (read-ahead and write-behind may overlap scoring)")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def fmt_rate(x: float | None) -> str:
+    """Thousands separators, no false precision."""
+    return "n/a" if x is None else f"{x:,.0f}"
+
+
+# --------------------------------------------------------------------------------------------
+# Notebook views: small tables the notebooks display
+# --------------------------------------------------------------------------------------------
+
+
+def datasets_table(datasets: Sequence) -> pl.DataFrame:
+    """Each dataset's file, size, seed, content hash and generation time."""
+    return pl.DataFrame(
+        [
+            {
+                "file": Path(d.path).name,
+                "rows": d.rows,
+                "seed": d.seed,
+                "sha256": d.sha256[:16],
+                "mib": round(Path(d.path).stat().st_size / 2**20, 1),
+                "generate_s": d.generate_seconds,
+            }
+            for d in datasets
+        ]
+    )
+
+
+def column_profile(df: pl.DataFrame) -> pl.DataFrame:
+    """Per column: dtype, null share, min, max, mean (categoricals: number of categories used)."""
+    rows = []
+    for name, dtype in df.schema.items():
+        s = df.get_column(name)
+        numeric = dtype.is_numeric()
+        rows.append(
+            {
+                "column": name,
+                "dtype": str(dtype),
+                "null_pct": round(100 * s.null_count() / max(len(s), 1), 2),
+                "min": float(s.min()) if numeric else None,
+                "max": float(s.max()) if numeric else None,
+                "mean": round(float(s.mean()), 4) if numeric else None,
+                "distinct": s.n_unique() if not numeric else None,
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def plot_churn_by(df: pl.DataFrame, columns: Sequence[str]):
+    """Churn rate against a few features (binned numerics, categories as they are)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.2), sharey=True)
+    for ax, col in zip(axes, columns, strict=True):
+        s = df.get_column(col)
+        key = pl.col(col).cast(pl.String) if not s.dtype.is_numeric() else pl.col(col).qcut(8, allow_duplicates=True)
+        g = df.group_by(key.alias("bin")).agg(pl.col("churned").mean().alias("rate"), pl.len()).sort("bin")
+        ax.bar([str(b) for b in g["bin"]], g["rate"])
+        ax.set_title(col, fontsize=9)
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+    axes[0].set_ylabel("churn rate")
+    fig.tight_layout()
+    return fig
+
+
+def model_card(model) -> pl.DataFrame:
+    """The model's identity and quality as one two-column table."""
+    meta = model.meta
+    items = {
+        "file": Path(model.path).name,
+        "sha256": model.sha256,
+        "trees": meta.get("params", {}).get("trees"),
+        "leaves": meta.get("params", {}).get("leaves"),
+        "features": len(model.feature_names),
+        "train rows": meta.get("train_rows"),
+        "holdout rows": meta.get("holdout_rows"),
+        "holdout AUC": meta.get("holdout_auc"),
+        "train seconds": meta.get("train_seconds"),
+        "lightgbm": meta.get("lightgbm_version"),
+    }
+    return pl.DataFrame({"field": list(items), "value": [str(v) for v in items.values()]})
+
+
+def plot_feature_importance(model, top: int = 15):
+    """Total gain per feature, largest first."""
+    import matplotlib.pyplot as plt
+
+    gain = model.booster.feature_importance(importance_type="gain")
+    pairs = sorted(zip(model.feature_names, gain, strict=True), key=lambda p: p[1])[-top:]
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(pairs) + 1))
+    ax.barh([p[0] for p in pairs], [p[1] for p in pairs])
+    ax.set_xlabel("total gain")
+    ax.set_title("Feature importance")
+    fig.tight_layout()
+    return fig
+
+
+def result_card(result: RunResult) -> pl.DataFrame:
+    """A run's headline figures, with validity first."""
+    m = result.metrics
+    items = {
+        "run_id": result.run_id,
+        "valid": result.valid if result.valid else f"NO: {'; '.join(result.invalid_reasons)}",
+        "predictions": f"{m['predictions']:,}",
+        "wall seconds": f"{m['wall_seconds']:.3f}",
+        "throughput (predictions/s)": fmt_rate(m["throughput_per_s"]),
+        "raw predict() (rows/s)": fmt_rate(m.get("raw_predict_rows_per_s")),
+        "end-to-end / raw": f"{m['e2e_to_raw_ratio']:.3f}" if "e2e_to_raw_ratio" in m else "n/a",
+        "CPU seconds": f"{m['cpu_seconds']:.2f}",
+        "CPU µs per prediction": f"{1e6 * m['cpu_seconds'] / max(m['predictions'], 1):.2f}",
+        "provisioned core-seconds": f"{m['provisioned_core_seconds']:.2f}",
+        "peak RSS (MiB)": f"{m['peak_rss_bytes'] / 2**20:.0f}" if "peak_rss_bytes" in m else "n/a",
+        "model load (s, fixed cost)": f"{m.get('fixed_costs_s', {}).get('model_load', float('nan')):.3f}",
+    }
+    return pl.DataFrame({"metric": list(items), "value": [str(v) for v in items.values()]})
+
+
+def phase_table(result: RunResult) -> pl.DataFrame:
+    """Seconds and share of each batch phase in one run."""
+    phases = result.metrics.get("phases_s", {})
+    total = sum(phases.values()) or 1.0
+    return pl.DataFrame(
+        {
+            "phase": list(phases),
+            "seconds": [round(v, 4) for v in phases.values()],
+            "share_pct": [round(100 * v / total, 1) for v in phases.values()],
+        }
+    )
+
+
+def selection_summary(sel: Selection) -> pl.DataFrame:
+    """What the report compares and what it left out, stated up front."""
+    provs = [r.provenance for r in sel.runs]
+    commits = sorted(
+        {(p["git"].get("commit") or "unknown")[:8] + ("+dirty" if p["git"].get("dirty") else "") for p in provs}
+    )
+    items = {
+        "machine": sel.machine or "no valid runs yet",
+        "valid runs compared": len(sel.runs),
+        "patterns": ", ".join(sorted({r.pattern for r in sel.runs})) or "none",
+        "profiles": ", ".join(sorted({r.profile for r in sel.runs})) or "none",
+        "measured between (UTC)": f"{min(p['utc'] for p in provs)} … {max(p['utc'] for p in provs)}"
+        if provs
+        else "n/a",
+        "git commits": ", ".join(commits) or "n/a",
+        "packages": ", ".join(f"{k} {v}" for k, v in (provs[-1]["packages"].items() if provs else [])),
+        "runs from other machines (not mixed in)": "; ".join(f"{k}: {v}" for k, v in sel.other_machines.items())
+        or "none",
+        "invalid runs (excluded)": "; ".join(f"{r.run_id}: {', '.join(r.invalid_reasons)}" for r in sel.invalid)
+        or "none",
+        "unreadable result files (refused)": "; ".join(f"{k}: {v}" for k, v in sel.refused.items()) or "none",
+        "runs without a result (failed or running)": len(sel.incomplete),
+    }
+    return pl.DataFrame({"": list(items), "value": [str(v) for v in items.values()]})
+
+
+def batch_findings(runs: Sequence[RunResult]):
+    """The batch section's conclusions as Markdown, every figure read from the summary."""
+    from IPython.display import Markdown
+
+    s = batch_summary(runs)
+    if s.is_empty():
+        return Markdown("_No valid batch runs yet: run `bench run batch` or `make report`._")
+    big = s.row(s.height - 1, named=True)
+    small = s.row(0, named=True)
+    lines = [
+        f"- The largest job, **{big['rows']:,} rows**, scored **{fmt_rate(big['throughput_median'])} predictions/s** end to end "
+        f"(median of n={big['runs']}; range {fmt_rate(big['throughput_min'])}–{fmt_rate(big['throughput_max'])}), "
+        f"at **{big['cpu_us_per_prediction']:.1f} CPU-µs per prediction**.",
+    ]
+    if big["e2e_to_raw_median"] is not None:
+        lines.append(
+            f"- End-to-end throughput was **{big['e2e_to_raw_median']:.2f}×** raw `predict()` on the same rows in the same runs "
+            f"(lowest {big['e2e_to_raw_min']:.2f}): reading, validating, converting and writing cost "
+            f"{100 * (1 - big['e2e_to_raw_median']):.0f}% of the job."
+        )
+    if s.height > 1:
+        lines.append(
+            f"- The smallest job ({small['rows']:,} rows, n={small['runs']}) reached {fmt_rate(small['throughput_median'])} predictions/s "
+            f"in {small['wall_s_median']:.3f} s: fixed per-job work weighs more on small jobs."
+        )
+    return Markdown("\n".join(lines))
+
+
+def claims_status(runs: Sequence[RunResult]) -> pl.DataFrame:
+    """Each claim, the patterns its verdict needs, and whether those are measured yet."""
+    from bench.claims import CLAIMS
+
+    have = {r.pattern for r in runs}
+    rows = []
+    for c in CLAIMS:
+        missing = [p for p in c.needs if p not in have]
+        rows.append(
+            {
+                "claim": c.id,
+                "the article says": c.statement,
+                "measured from": ", ".join(c.needs),
+                "status": "verdict pending: needs runs of " + ", ".join(missing) if missing else "ready for a verdict",
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def setup_display() -> None:
+    """Show whole tables in notebooks and the HTML report (polars truncates wide frames by default)."""
+    pl.Config.set_tbl_cols(-1)
+    pl.Config.set_tbl_rows(60)
+    pl.Config.set_fmt_str_lengths(120)
+    pl.Config.set_tbl_hide_dataframe_shape(True)

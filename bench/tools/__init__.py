@@ -1,0 +1,1 @@
+"""Maintenance commands (not part of a benchmark run)."""
