@@ -20,6 +20,9 @@ import psutil
 from bench.errors import BenchError
 
 #: Percentiles reported for every latency distribution (name -> quantile).
+#: Share of the machine other processes may take during a run before the run is marked invalid.
+CONTENTION_SHARE = 0.20
+
 PERCENTILES: dict[str, float] = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p99_9": 0.999}
 
 
@@ -108,6 +111,28 @@ class CpuUsage:
     processes: int  #: distinct processes seen
     peak_rss_bytes: int  #: largest summed RSS of the tree over the samples
 
+    def foreign_cpu_s(self) -> float | None:
+        """CPU the machine spent on processes outside the tree during the run (other work, noise)."""
+        return None if self.system_busy_s is None else max(0.0, self.system_busy_s - self.cpu_s)
+
+    def contention(self, cores: int | None = None) -> str | None:
+        """A reason to distrust the run if other work took a real share of the machine, else None.
+
+        Threshold: more than 1 CPU-second and more than 20% of the machine's capacity (cores × wall)
+        went to processes outside the measured tree; below that, noise cannot be told from jitter.
+        """
+        foreign = self.foreign_cpu_s()
+        cores = cores or os.cpu_count() or 1
+        if foreign is None or self.wall_s <= 0:
+            return None
+        share = foreign / (cores * self.wall_s)
+        if foreign > 1.0 and share > CONTENTION_SHARE:
+            return (
+                f"machine busy with other work: {foreign:.1f} CPU-s ({100 * share:.0f}% of {cores} cores × "
+                f"{self.wall_s:.1f} s) went to processes outside the measured tree"
+            )
+        return None
+
     def to_dict(self) -> dict:
         return {
             "wall_s": self.wall_s,
@@ -116,6 +141,7 @@ class CpuUsage:
             "system_busy_s": self.system_busy_s,
             "processes": self.processes,
             "peak_rss_bytes": self.peak_rss_bytes,
+            "foreign_cpu_s": self.foreign_cpu_s(),
         }
 
 

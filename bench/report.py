@@ -367,3 +367,4 @@ def setup_display() -> None:
     pl.Config.set_tbl_rows(60)
     pl.Config.set_fmt_str_lengths(120)
     pl.Config.set_tbl_hide_dataframe_shape(True)
+    pl.Config.set_tbl_hide_column_data_types(True)

@@ -39,6 +39,8 @@ class PatternParams:
         if self.leaves < 2:
             raise BenchError(f"{owner} parameter 'leaves' must be >= 2, got {self.leaves}")
         require_choice(owner, "predictor", self.predictor, PREDICTORS)
+        if self.data_path and not Path(self.data_path).is_file():
+            raise BenchError(f"{owner} parameter 'data_path': file {self.data_path!r} does not exist")
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,9 @@ def run(data: workload.Dataset, model: Model, params: BatchParams, context: RunC
             m["score_mismatches"] = mismatches
             if mismatches:
                 result.invalidate(f"{mismatches} written score(s) differ from predict() on the same rows")
+    busy = usage.contention()
+    if busy:
+        result.invalidate(busy)
     result.metrics = m
     result.samples = pl.DataFrame(chunks)
     return result

@@ -1,0 +1,108 @@
+"""Every notebook executed for real with papermill on smoke-sized parameters, nbval on the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+from bench import paths, pipeline, profiles, results
+
+pytestmark = pytest.mark.notebook
+
+SMOKE = profiles.get("smoke")
+NOTEBOOKS = sorted(p.name for p in paths.notebooks_dir().glob("*.ipynb"))
+
+
+@pytest.fixture
+def nb_results(tmp_path, monkeypatch) -> Path:
+    out = tmp_path / "results"
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(out))
+    return out
+
+
+def _outputs_text(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", "") + json.dumps(out.get("data", {})))
+    return "\n".join(parts)
+
+
+def test_committed_notebooks_are_clean_and_parameterized():
+    assert NOTEBOOKS == ["00_data.ipynb", "01_model.ipynb", "10_batch.ipynb", "90_report.ipynb"]
+    for name in NOTEBOOKS:
+        nb = nbformat.read(paths.notebooks_dir() / name, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code), f"{name} has outputs"
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{name} needs exactly one cell tagged 'parameters'"
+        assert nb.metadata["kernelspec"]["name"] and nb.metadata["language_info"]["name"] == "python"
+
+
+def test_data_and_model_notebooks(nb_results):
+    pipeline.setup_notebooks("smoke", nb_results)
+    text = _outputs_text(nb_results / "notebooks" / "01_model.ipynb")
+    assert "holdout AUC" in text
+    assert "churned" in _outputs_text(nb_results / "notebooks" / "00_data.ipynb")
+
+
+def test_batch_notebook_writes_a_valid_result_beside_the_executed_copy(nb_results):
+    values = pipeline.pattern_parameters("batch", "smoke", {"rows": "3000"})
+    run_dir = pipeline.run_pattern("batch", values, "smoke", nb_results)
+    result = results.load(run_dir)
+    assert result.valid and result.profile == "smoke" and result.metrics["predictions"] == 3000
+    assert (run_dir / "10_batch.ipynb").exists() and (run_dir / "samples.parquet").exists()
+    assert result.run_id == run_dir.name
+
+
+def test_report_notebook_exports_html_without_code(nb_results):
+    pipeline.run_pattern("batch", pipeline.pattern_parameters("batch", "smoke"), "smoke", nb_results)
+    html = pipeline.report(nb_results).read_text()
+    assert "Bulk batch" in html and "predictions/s" in html
+    assert "report.select(" not in html  # code cells are not exported
+    assert "<img" in html  # the plots are there
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [({"rows": "ten"}, "'rows' must be int"), ({"rowz": 10}, "unknown notebook 10_batch.ipynb parameter")],
+)
+def test_bad_notebook_parameter_fails_at_once_naming_it(nb_results, params, message):
+    out = nb_results / "bad.ipynb"
+    with pytest.raises(PapermillExecutionError) as err:
+        pipeline.execute("10_batch.ipynb", out, {**SMOKE.pattern_params("batch"), **params})
+    assert message in str(err.value)
+    assert not (nb_results / "runs").exists()  # failed before any work
+
+
+def test_report_notebook_passes_nbval(tmp_path):
+    """nbval --nbval-lax: every cell of the committed report runs without error (here on an empty results dir)."""
+    env = {**os.environ, "BENCH_RESULTS_DIR": str(tmp_path / "empty")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "--nbval-current-env",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            str(paths.notebooks_dir() / "90_report.ipynb"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=paths.project_root(),
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout
