@@ -185,15 +185,22 @@ class CpuMeter:
             self._sample(initial=True)
 
     def _walk(self) -> list[tuple[str, psutil.Process]]:
-        seen: list[tuple[str, psutil.Process]] = []
+        """Every process of every tree, each charged to its closest root (a server the driver spawned
+        and added as a root is charged to the server, not the driver)."""
+        trees: dict[str, list[psutil.Process]] = {}
         for label, pid in self.roots.items():
             try:
                 root = psutil.Process(pid)
-                seen.append((label, root))
-                seen.extend((label, child) for child in root.children(recursive=True))
+                trees[label] = [root, *root.children(recursive=True)]
             except psutil.Error:
                 continue
-        return seen
+        owner: dict[int, tuple[str, psutil.Process]] = {}
+        # A nested tree is a subset of the tree holding it, so visiting larger trees first lets the
+        # closer (smaller) root claim its processes last.
+        for label in sorted(trees, key=lambda lbl: -len(trees[lbl])):
+            for proc in trees[label]:
+                owner[proc.pid] = (label, proc)
+        return list(owner.values())
 
     def _sample(self, initial: bool = False) -> None:
         rss = 0
@@ -215,6 +222,7 @@ class CpuMeter:
                     self._procs[key] = _Proc(label, base, cpu)
                 else:
                     entry.last = max(entry.last, cpu)
+                    entry.label = label  # a root added later claims its processes
             self._peak_rss = max(self._peak_rss, rss)
 
     def _loop(self) -> None:

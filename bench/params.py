@@ -66,6 +66,13 @@ def parse(cls: type[P], values: Mapping[str, Any], *, owner: str | None = None) 
             f"unknown {owner} parameter(s) {', '.join(map(repr, unknown))}; "
             f"expected some of: {', '.join(sorted(fields))}"
         )
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values
+    ]
+    if required:
+        raise BenchError(f"{owner} parameter(s) {', '.join(map(repr, required))} missing; they have no default")
     checked = {k: _check_value(owner, k, fields[k], v) for k, v in values.items()}
     return cls(**checked)
 
@@ -107,7 +114,7 @@ def to_dict(params: Any) -> dict[str, Any]:
 def require_positive(owner: str, **values: float) -> None:
     """Every value must be > 0."""
     for name, value in values.items():
-        if value <= 0:
+        if not value > 0:  # also refuses NaN
             raise BenchError(f"{owner} parameter {name!r} must be > 0, got {value!r}")
 
 

@@ -7,6 +7,7 @@ statistic can be recomputed) and the executed notebook. Writes are atomic (temp 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import secrets
@@ -170,8 +171,8 @@ def check(data: Any, source: str = "result") -> RunResult:
         if key == "latency_s":
             if value is not None and not (isinstance(value, dict) and "count" in value and "p99" in value):
                 raise BenchError(f"{source}: metrics.latency_s must be null or a latency summary with count and p99")
-        elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise BenchError(f"{source}: metrics.{key} must be a number >= 0, got {value!r}")
+        elif not isinstance(value, (int, float)) or isinstance(value, bool) or not (0 <= value < math.inf):
+            raise BenchError(f"{source}: metrics.{key} must be a number, finite and >= 0, got {value!r}")
     for key in ("utc", "git", "machine", "packages", "model_sha256", "data_sha256"):
         if key not in data["provenance"]:
             raise BenchError(f"{source}: provenance lacks {key!r}")
@@ -217,8 +218,8 @@ def load(path: str | Path) -> RunResult:
     if not path.is_file():
         raise BenchError(f"result file {str(path)!r} does not exist")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BenchError(f"result file {str(path)!r} is not valid JSON: {exc}") from exc
     return check(data, source=str(path))
 

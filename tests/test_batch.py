@@ -123,9 +123,7 @@ def test_run_is_valid_and_files_are_written(batch_run: tuple[results.RunResult, 
     assert leftovers == [], f"temp files left behind: {leftovers}"
 
 
-def test_predictions_columns_rows_and_ids(
-    batch_run: tuple[results.RunResult, Path], batch_input: pl.DataFrame
-) -> None:
+def test_predictions_columns_rows_and_ids(batch_run: tuple[results.RunResult, Path], batch_input: pl.DataFrame) -> None:
     _, run_dir = batch_run
     pred = _predictions(run_dir)
     assert pred.columns == PREDICTION_COLUMNS
@@ -332,7 +330,10 @@ def test_bad_input_file_is_refused(
 
 def test_nan_error_says_nan(batch_env: Path, batch_input: pl.DataFrame, batch_model: Model, tmp_path: Path) -> None:
     frame = batch_input.with_columns(
-        pl.when(pl.int_range(pl.len()) == 0).then(float("nan")).otherwise(pl.col("data_usage_gb")).alias("data_usage_gb")
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(float("nan"))
+        .otherwise(pl.col("data_usage_gb"))
+        .alias("data_usage_gb")
     )
     data_path = _bad_parquet(frame, tmp_path / "nan.parquet")
     run_dir = batch_env / "runs" / "bad-nan"
@@ -462,7 +463,7 @@ def test_notebook_params_accepts_a_notebook_namespace() -> None:
         "bench": bench,
         "np": np,
     }
-    params, run = runner.notebook_params("batch", namespace)
+    params, run = bench.notebook.pattern_params("batch", namespace)
     assert isinstance(params, BatchParams)
     assert params.rows == 10 and params.chunk_rows == 5
     assert params.trees == BatchParams.trees  # untouched defaults stay
@@ -470,7 +471,7 @@ def test_notebook_params_accepts_a_notebook_namespace() -> None:
 
 
 def test_notebook_params_defaults_only() -> None:
-    params, run = runner.notebook_params("batch", {"bench": bench})
+    params, run = bench.notebook.pattern_params("batch", {"bench": bench})
     assert params == BatchParams()
     assert run == {}
 
@@ -488,9 +489,9 @@ def test_notebook_params_defaults_only() -> None:
 )
 def test_notebook_params_rejects(namespace: dict[str, Any], named: str) -> None:
     with pytest.raises(BenchError, match=named):
-        runner.notebook_params("batch", namespace | {"bench": bench})
+        bench.notebook.pattern_params("batch", namespace | {"bench": bench})
 
 
 def test_notebook_params_unknown_pattern() -> None:
     with pytest.raises(BenchError, match="'nope'"):
-        runner.notebook_params("nope", {})
+        bench.notebook.pattern_params("nope", {})

@@ -119,7 +119,9 @@ def test_label_rate_plausible(big_frame: pl.DataFrame) -> None:
 def test_label_depends_on_features(big_frame: pl.DataFrame) -> None:
     """Month-to-month contracts churn more than two-year ones (the largest term of the logistic model)."""
     rate = big_frame.group_by("contract_type").agg(pl.col("churned").mean()).sort("contract_type")
-    by_contract = dict(zip(rate.get_column("contract_type").to_list(), rate.get_column("churned").to_list()))
+    by_contract = dict(
+        zip(rate.get_column("contract_type").to_list(), rate.get_column("churned").to_list(), strict=True)
+    )
     assert by_contract["month_to_month"] > by_contract["two_year"] + 0.05
 
 

@@ -54,7 +54,9 @@ def predict_bench_predictor(predict_bench_model: Model) -> LightGBMPredictor:
 
 
 @pytest.fixture(scope="session")
-def predict_bench_cost(predict_bench_predictor: LightGBMPredictor, predict_bench_frame: pl.DataFrame) -> tuple[float, float]:
+def predict_bench_cost(
+    predict_bench_predictor: LightGBMPredictor, predict_bench_frame: pl.DataFrame
+) -> tuple[float, float]:
     """(seconds per call, seconds per row) from a short calibration, to size the rounds."""
 
     def best(n: int, repeats: int) -> float:
@@ -101,7 +103,9 @@ def test_lightgbm_predict(
             "rounds": rounds,
         }
     )
-    scores = benchmark.pedantic(predict_bench_predictor.predict, args=(X,), rounds=rounds, iterations=1, warmup_rounds=warmup)
+    scores = benchmark.pedantic(
+        predict_bench_predictor.predict, args=(X,), rounds=rounds, iterations=1, warmup_rounds=warmup
+    )
 
     if benchmark.stats is not None:  # None under --benchmark-disable
         median = benchmark.stats.stats.median
