@@ -187,7 +187,8 @@ def test_load_refuses(tmp_path: Path, case: str) -> None:
 
 def test_unmodified_dict_loads(tmp_path: Path) -> None:
     """The REFUSED cases start from a result that loads: each refusal is caused by its one change."""
-    assert results.load(_write_json(tmp_path / "run", _result().to_dict())) == _result()
+    result = _result()  # built once: provenance carries the current second
+    assert results.load(_write_json(tmp_path / "run", result.to_dict())) == result
 
 
 def test_load_refuses_non_json(tmp_path: Path) -> None:
