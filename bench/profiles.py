@@ -44,11 +44,11 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             name="default",
-            description="a laptop: the article's model (200 trees, 63 leaves), batch up to 1M rows, 2 repeats",
+            description="a laptop: the article's model (200 trees, 63 leaves), batch up to 1M rows, 3 repeats",
             model={"train_rows": 200_000, "trees": 200, "leaves": 63, "model_seed": 0},
             batch_rows=(10_000, 100_000, 1_000_000),
             batch={"chunk_rows": 250_000, "num_threads": 2},
-            repeats=2,
+            repeats=3,
         ),
         Profile(
             name="full",
