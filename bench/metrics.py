@@ -155,6 +155,8 @@ class _Proc:
 class CpuMeter:
     """CPU-seconds (user+system) of one or more process trees, sampled in a background thread.
 
+    ``interval_s=None`` samples only at start and stop: right for long-lived processes (a server,
+    the load generator) where a sampling thread's GIL holds would disturb sub-millisecond timing.
     Roots are labelled (``driver``, ``server``, ``raylet``…); every descendant of a root is
     charged to it, so processes that are not children of the driver (a server started separately,
     Ray workers under the raylet) are counted once their root is added. Processes that exit
@@ -162,8 +164,8 @@ class CpuMeter:
     worker lifetimes; ``system_busy_s`` from /proc/stat is the machine-wide cross-check.
     """
 
-    def __init__(self, roots: dict[str, int] | None = None, interval_s: float = 0.2) -> None:
-        if interval_s <= 0:
+    def __init__(self, roots: dict[str, int] | None = None, interval_s: float | None = 0.2) -> None:
+        if interval_s is not None and interval_s <= 0:
             raise BenchError(f"CpuMeter interval_s must be > 0, got {interval_s}")
         self.roots: dict[str, int] = dict(roots or {"driver": os.getpid()})
         self.interval_s = interval_s
@@ -234,8 +236,9 @@ class CpuMeter:
         self._busy0 = _system_busy_seconds()
         self._sample(initial=True)
         self._started = True
-        self._thread = threading.Thread(target=self._loop, name="cpu-meter", daemon=True)
-        self._thread.start()
+        if self.interval_s is not None:
+            self._thread = threading.Thread(target=self._loop, name="cpu-meter", daemon=True)
+            self._thread.start()
         return self
 
     def stop(self) -> CpuUsage:
@@ -276,3 +279,84 @@ class Counter:
 
     def add(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
+
+
+# --------------------------------------------------------------------------------------------
+# Open-loop windows
+# --------------------------------------------------------------------------------------------
+
+
+def window_summary(
+    obs,
+    *,
+    warmup_s: float,
+    slo_s: float,
+    lag_bound_s: float,
+    in_process: bool = False,
+) -> dict:
+    """Statistics of one open-loop window (``bench.load.Observations``), warm-up excluded.
+
+    ``latency_s`` runs from the *intended* send time to the answer (queueing included, no
+    coordinated omission); ``service_s`` from the actual send. The window is ``valid`` only if the
+    generator kept its schedule (lag p99 within ``lag_bound_s`` and ≥ 99% of the offered requests
+    issued); it is ``sustainable`` only if, in addition, nothing failed, p99 latency met the SLO and
+    the completions kept up with the offered rate.
+    """
+    from bench.load import generator_lag
+
+    measured = obs.intended >= warmup_s
+    window_s = max(float(obs.intended[measured].max() - warmup_s) if measured.any() else 0.0, 1e-9)
+    offered = int(measured.sum())
+    ok = measured & (obs.status >= 200) & (obs.status < 300)
+    issued = measured & ~np.isnan(obs.issued)
+    lag = generator_lag(_subset(obs, measured), in_process=in_process)
+    errors = {
+        "timeout": int((measured & (obs.status == 0) & ~np.isnan(obs.issued)).sum()),
+        "connection": int((measured & (obs.status == -1)).sum()),
+        "http_4xx": int((measured & (obs.status >= 400) & (obs.status < 500)).sum()),
+        "http_5xx": int((measured & (obs.status >= 500)).sum()),
+        "not_sent": int((measured & np.isnan(obs.issued)).sum()),
+    }
+    # Completion rate over the span it took to answer the window's requests: a server that fell
+    # behind stretches the span, so its throughput falls below the offered rate.
+    span = max(float(obs.done[ok].max()) - warmup_s, window_s) if ok.any() else window_s
+    out: dict = {
+        "offered_requests": offered,
+        "offered_rate_per_s": offered / window_s,
+        "issued_rate_per_s": int(issued.sum()) / window_s,
+        "completed": int(ok.sum()),
+        "throughput_per_s": int(ok.sum()) / span,
+        "window_s": window_s,
+        "errors": errors,
+        "error_count": sum(errors.values()),
+        "latency_s": latency_summary((obs.done - obs.intended)[ok]) if ok.any() else None,
+        "service_s": latency_summary((obs.done - obs.sent)[ok]) if ok.any() else None,
+        "generator_lag_s": latency_summary(np.maximum(lag, 0.0)) if lag.size else None,
+    }
+    reasons = []
+    if lag.size and out["generator_lag_s"]["p99"] > lag_bound_s:
+        reasons.append(
+            f"load generator fell behind its schedule: send lag p99 {1e3 * out['generator_lag_s']['p99']:.2f} ms "
+            f"> bound {1e3 * lag_bound_s:.2f} ms"
+        )
+    if offered and issued.sum() < 0.99 * offered:
+        reasons.append(f"load generator issued {int(issued.sum())} of {offered} offered requests (< 99%)")
+    out["valid"] = not reasons
+    out["invalid_reasons"] = reasons
+    p99 = out["latency_s"]["p99"] if out["latency_s"] else float("inf")
+    out["sustainable"] = bool(out["valid"] and out["error_count"] == 0 and p99 <= slo_s and ok.sum() >= 0.99 * offered)
+    return out
+
+
+def _subset(obs, mask: np.ndarray):
+    from bench.load import Observations
+
+    return Observations(
+        obs.intended[mask],
+        obs.issued[mask],
+        obs.sent[mask],
+        obs.done[mask],
+        obs.status[mask],
+        obs.scores[mask],
+        obs.duration_s,
+    )

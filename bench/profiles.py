@@ -18,11 +18,15 @@ class Profile:
     batch_rows: tuple[int, ...]  #: the batch pattern runs once per size (and per repeat)
     batch: dict[str, Any] = field(default_factory=dict)  #: other BatchParams for every batch run
     repeats: int = 1  #: runs per sweep point, so the report can show spread
+    request: dict[str, Any] = field(default_factory=dict)  #: RequestParams of a single ``bench run request``
+    request_backends: tuple[str, ...] = ()  #: backends the pipeline measures (none until the generator is solid)
 
     def pattern_params(self, pattern: str) -> dict[str, Any]:
         """Parameters a single ``bench run <pattern>`` starts from (the sweep's smallest point)."""
         if pattern == "batch":
             return {**self.model, **self.batch, "rows": self.batch_rows[0]}
+        if pattern == "request":
+            return {**self.model, **self.request}
         return dict(self.model)
 
     def sweep(self, pattern: str) -> list[dict[str, Any]]:
@@ -41,6 +45,14 @@ PROFILES: dict[str, Profile] = {
             model={"train_rows": 5_000, "trees": 20, "leaves": 15, "model_seed": 0},
             batch_rows=(2_000, 10_000),
             batch={"chunk_rows": 4_000, "num_threads": 2},
+            request={
+                "rows": 2_000,
+                "rate": 100.0,
+                "duration_s": 2.0,
+                "min_requests": 200,
+                "warmup_s": 0.5,
+                "capacity": False,
+            },
         ),
         Profile(
             name="default",
@@ -49,6 +61,7 @@ PROFILES: dict[str, Profile] = {
             batch_rows=(10_000, 100_000, 1_000_000),
             batch={"chunk_rows": 250_000, "num_threads": 2},
             repeats=3,
+            request={"rate": 200.0, "duration_s": 10.0, "capacity_window_s": 4.0},
         ),
         Profile(
             name="full",
@@ -57,6 +70,7 @@ PROFILES: dict[str, Profile] = {
             batch_rows=(10_000, 100_000, 1_000_000, 10_000_000),
             batch={"chunk_rows": 500_000, "num_threads": 2},
             repeats=3,
+            request={"rate": 200.0, "duration_s": 30.0, "capacity_window_s": 8.0},
         ),
     )
 }

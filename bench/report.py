@@ -375,3 +375,99 @@ def setup_display() -> None:
     pl.Config.set_fmt_str_lengths(120)
     pl.Config.set_tbl_hide_dataframe_shape(True)
     pl.Config.set_tbl_hide_column_data_types(True)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-request views
+# --------------------------------------------------------------------------------------------
+
+
+def request_card(result: RunResult) -> pl.DataFrame:
+    """A per-request run's headline figures: offered vs answered, latency with its sample count, floor, capacity."""
+    m = result.metrics
+    lat, svc, lag = m.get("latency_s") or {}, m.get("service_s") or {}, m.get("generator_lag_s") or {}
+    floor = m.get("floor_latency_s") or {}
+    cap = m.get("capacity") or {}
+
+    def ms(d: dict, key: str) -> str:
+        return f"{1e3 * d[key]:.3f}" if d.get(key) is not None else "n/a"
+
+    items = {
+        "run_id": result.run_id,
+        "valid": "yes" if result.valid else f"NO: {'; '.join(result.invalid_reasons)}",
+        "sustainable at the offered rate": "yes"
+        if m.get("sustainable")
+        else f"NO: {m.get('not_sustainable_because', '')}",
+        "offered / answered (req/s)": f"{m['offered_rate_per_s']:.1f} / {m['throughput_per_s']:.1f}",
+        "latency from intended send p50 / p99 / p99.9 (ms)": f"{ms(lat, 'p50')} / {ms(lat, 'p99')} / {ms(lat, 'p99_9')}",
+        "latency samples": str(lat.get("count", 0)),
+        "service time p50 / p99 (ms)": f"{ms(svc, 'p50')} / {ms(svc, 'p99')}",
+        "generator send lag p99 (ms)": ms(lag, "p99"),
+        "no-op floor p50 / p99 (ms)": f"{ms(floor, 'p50')} / {ms(floor, 'p99')}" if floor else "n/a",
+        "errors": str(m.get("errors")),
+        "server CPU µs per prediction": f"{1e6 * m['cpu_seconds_per_prediction']:.1f}"
+        if m.get("cpu_seconds_per_prediction")
+        else "n/a",
+        "generator CPU seconds": f"{m['generator_cpu_seconds']:.2f}"
+        if m.get("generator_cpu_seconds") is not None
+        else "n/a",
+        "capacity at SLO (req/s)": f"{cap['rate_per_s']:.0f} ({cap['limited_by']}; {cap['per_core_per_s']:.0f} per core)"
+        if cap
+        else "not searched",
+        "fixed costs (s)": str({k: round(v, 3) for k, v in m.get("fixed_costs_s", {}).items()}),
+    }
+    return pl.DataFrame({"metric": list(items), "value": list(items.values())})
+
+
+def plot_latency_cdf(samples: pl.DataFrame, window: str = "main", ax=None):
+    """CDF of latency from the intended send time and of service time, log x axis, warm-up excluded."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    s = samples.filter(
+        (pl.col("window") == window) & (pl.col("intended_s") >= pl.col("warmup_s")) & (pl.col("status") == 200)
+    )
+    if s.is_empty():
+        ax.text(0.5, 0.5, "no answered requests", ha="center", va="center", transform=ax.transAxes)
+        return ax
+    for label, col in (
+        ("from intended send", pl.col("done_s") - pl.col("intended_s")),
+        ("service time", pl.col("done_s") - pl.col("sent_s")),
+    ):
+        x = np.sort(s.select(col).to_series().to_numpy() * 1e3)
+        ax.plot(x, np.arange(1, x.size + 1) / x.size, label=f"{label} (n={x.size})")
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, log)")
+    ax.set_ylabel("fraction of requests")
+    ax.set_title(f"Latency CDF, {window} window")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_capacity_curve(result: RunResult, ax=None):
+    """p50 and p99 latency against offered rate for each capacity window, the SLO and the capacity marked."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    cap = result.metrics.get("capacity")
+    if not cap or not cap["curve"]:
+        ax.text(0.5, 0.5, "capacity not searched", ha="center", va="center", transform=ax.transAxes)
+        return ax
+    pts = sorted((p for p in cap["curve"] if p["p99_s"] is not None), key=lambda p: p["offered_rate_per_s"])
+    rates = [p["offered_rate_per_s"] for p in pts]
+    ax.plot(rates, [1e3 * p["p50_s"] for p in pts], marker="o", label="p50")
+    ax.plot(rates, [1e3 * p["p99_s"] for p in pts], marker="o", label="p99")
+    for p in pts:
+        if not p["sustainable"]:
+            ax.annotate("✗", (p["offered_rate_per_s"], 1e3 * p["p99_s"]), color="red")
+    ax.axhline(cap["slo_ms"], ls="--", color="grey", label=f"SLO {cap['slo_ms']:.0f} ms")
+    ax.axvline(cap["rate_per_s"], ls=":", color="green", label=f"capacity {cap['rate_per_s']:.0f} req/s")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered rate (requests/s)")
+    ax.set_ylabel("latency (ms, log)")
+    ax.set_title(f"Latency vs offered load ({result.backend}); ✗ = not sustainable")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return ax

@@ -195,11 +195,25 @@ def _wait_for(path: Path, timeout: float = 60.0) -> None:
         time.sleep(0.01)
 
 
-def _kill(pid: int) -> None:
+def _ended(proc: psutil.Process, timeout: float = 30.0) -> bool:
+    """Wait until ``proc`` has exited (gone, or a zombie its new parent has not reaped yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _kill(proc: psutil.Process) -> None:
+    """Kill ``proc`` (started by the test) if it is still running."""
     try:
-        proc = psutil.Process(pid)
-        proc.kill()
-        proc.wait(timeout=10)
+        if not _ended(proc, timeout=0):
+            proc.kill()
+            _ended(proc, timeout=10)
     except psutil.Error:
         pass
 
@@ -264,8 +278,9 @@ def test_cpu_meter_counts_a_child_of_the_driver(tmp_path: Path) -> None:
 
 def test_cpu_meter_add_root_counts_a_separately_started_process(tmp_path: Path) -> None:
     pid = _start_detached(tmp_path)
+    server = psutil.Process(pid)
     try:
-        assert psutil.Process(pid).ppid() != os.getpid()
+        assert server.ppid() != os.getpid()
         assert pid not in {p.pid for p in psutil.Process().children(recursive=True)}
         meter = metrics.CpuMeter(interval_s=0.05).start()
         meter.add_root("server", pid)
@@ -273,9 +288,9 @@ def test_cpu_meter_add_root_counts_a_separately_started_process(tmp_path: Path) 
         _wait_for(tmp_path / "done")
         usage = meter.stop()
         (tmp_path / "stop").touch()
-        psutil.Process(pid).wait(timeout=30)
+        assert _ended(server)
     finally:
-        _kill(pid)
+        _kill(server)
     assert set(usage.by_label) == {"driver", "server"}
     assert 0.1 < usage.by_label["server"] < 5
     assert usage.cpu_s == pytest.approx(usage.by_label["driver"] + usage.by_label["server"])

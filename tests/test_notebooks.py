@@ -37,7 +37,7 @@ def _outputs_text(path: Path) -> str:
 
 
 def test_committed_notebooks_are_clean_and_parameterized():
-    assert NOTEBOOKS == ["00_data.ipynb", "01_model.ipynb", "10_batch.ipynb", "90_report.ipynb"]
+    assert NOTEBOOKS == ["00_data.ipynb", "01_model.ipynb", "10_batch.ipynb", "30_request.ipynb", "90_report.ipynb"]
     for name in NOTEBOOKS:
         nb = nbformat.read(paths.notebooks_dir() / name, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
@@ -106,3 +106,14 @@ def test_report_notebook_passes_nbval(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout
+
+
+@pytest.mark.parametrize("backend", ["inprocess", "http"])
+def test_request_notebook_runs_both_backends(nb_results, backend):
+    values = pipeline.pattern_parameters("request", "smoke", {"backend": backend})
+    run_dir = pipeline.run_pattern("request", values, "smoke", nb_results)
+    result = results.load(run_dir)
+    assert result.pattern == "request" and result.backend.startswith(backend)
+    assert result.metrics["latency_s"]["count"] > 0
+    assert result.metrics["score_mismatches"] == 0
+    assert (run_dir / "30_request.ipynb").exists() and (run_dir / "samples.parquet").exists()

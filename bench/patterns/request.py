@@ -1,0 +1,366 @@
+"""Per-request scoring: one row per call, open-loop load, latency from the intended send time.
+
+Backends (registry, one ``run`` for all): ``inprocess`` calls the predictor directly, one row per call
+(the lower bound); ``http`` calls a FastAPI/uvicorn server in its own process over loopback, one JSON
+request per row. Each run measures a main window at the offered ``rate``, the no-op floor of the same
+stack (``http``), and, if asked, the capacity under the SLO: the highest rate whose window keeps p99
+latency within the SLO with no errors, found by doubling then bisection over fixed-length windows
+(MLPerf's FindPeakPerformance). Every answered score is checked against ``predict()`` on that row.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+import polars as pl
+
+from bench import load, metrics, workload
+from bench.errors import BenchError
+from bench.httpclient import HttpPool
+from bench.model import Model, make_predictor
+from bench.params import require_choice, require_positive, to_dict
+from bench.patterns import Pattern, PatternParams, RunContext
+from bench.results import RunResult, ensure_writable, provenance
+from bench.serve.process import ServerProcess
+
+BACKENDS = ("inprocess", "http")
+
+
+@dataclass(frozen=True)
+class RequestParams(PatternParams):
+    """Per-request parameters. ``rate`` is the offered load of the main window (requests/s)."""
+
+    rows: int = 10_000  #: distinct customers requests cycle through
+    backend: str = "http"
+    schedule: str = "poisson"
+    rate: float = 200.0
+    duration_s: float = 10.0  #: minimum measured duration of the main window
+    min_requests: int = 2_000  #: ... and minimum count (whichever takes longer, MLPerf's rule)
+    max_duration_s: float = 120.0  #: hard bound on the main window
+    warmup_s: float = 2.0  #: excluded from statistics (kept in the raw samples)
+    timeout_s: float = 2.0  #: per request; a timeout is an error, never a dropped sample
+    slo_ms: float = 50.0
+    lag_bound_ms: float = 1.0  #: generator send-lag p99 above this makes a window invalid
+    capacity: bool = True  #: search the capacity under the SLO
+    capacity_window_s: float = 4.0
+    capacity_max_rate: float = 5_000.0
+    capacity_tolerance: float = 0.1  #: stop bisecting when hi/lo < 1 + tolerance
+    floor: bool = True  #: measure the no-op endpoint of the same server (http)
+    host: str = "127.0.0.1"
+    server_workers: int = 1
+    connections: int = 64
+    seed: int = 0
+    num_threads: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        owner = "RequestParams"
+        require_choice(owner, "backend", self.backend, BACKENDS)
+        require_choice(owner, "schedule", self.schedule, ("constant", "poisson"))
+        require_positive(
+            owner,
+            rate=self.rate,
+            duration_s=self.duration_s,
+            min_requests=self.min_requests,
+            max_duration_s=self.max_duration_s,
+            timeout_s=self.timeout_s,
+            slo_ms=self.slo_ms,
+            lag_bound_ms=self.lag_bound_ms,
+            capacity_window_s=self.capacity_window_s,
+            capacity_max_rate=self.capacity_max_rate,
+            capacity_tolerance=self.capacity_tolerance,
+            server_workers=self.server_workers,
+            connections=self.connections,
+        )
+        if self.warmup_s < 0:
+            raise BenchError(f"{owner} parameter 'warmup_s' must be >= 0, got {self.warmup_s}")
+
+
+def _schedule(params: RequestParams, rate: float, measured_s: float, seed: int) -> np.ndarray:
+    total = params.warmup_s + measured_s
+    if params.schedule == "constant":
+        return load.constant(rate, total)
+    return load.poisson(rate, total, seed)
+
+
+@dataclass
+class _Window:
+    name: str
+    rate: float
+    obs: load.Observations
+    summary: dict
+    cpu: metrics.CpuUsage
+    mismatches: int = 0
+
+
+@dataclass
+class _Backend:
+    """What a backend must give the driver: a way to run one window against ``X``."""
+
+    params: RequestParams
+    X: np.ndarray
+    expected: np.ndarray
+    model: Model
+    run_dir: Path
+    roots: dict[str, int] = field(default_factory=dict)
+    fixed_costs_s: dict[str, float] = field(default_factory=dict)
+    cores: int = 1
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def window(self, schedule: np.ndarray, path: str = "/predict") -> load.Observations: ...
+
+
+class _InProcess(_Backend):
+    """The predictor called directly, one row per call, on the driver's thread (a one-thread server)."""
+
+    def start(self) -> None:
+        self.predictor = make_predictor(self.model, self.params.predictor, self.params.num_threads)
+        self.cores = self.params.num_threads
+
+    def window(self, schedule: np.ndarray, path: str = "/predict") -> load.Observations:
+        X, predictor, n = self.X, self.predictor, len(self.X)
+
+        def call(i: int) -> tuple[int, float]:
+            j = i % n
+            return 200, float(predictor.predict(X[j : j + 1])[0])
+
+        return load.drive_sync(schedule, call, deadline_s=float(schedule[-1]) + self.params.timeout_s)
+
+
+class _Http(_Backend):
+    """A uvicorn server in its own process; the generator sends pre-encoded JSON over kept-alive connections."""
+
+    def start(self) -> None:
+        p = self.params
+        self.server = ServerProcess(
+            self.model.path,
+            self.run_dir / "server.log",
+            host=p.host,
+            workers=p.server_workers,
+            num_threads=p.num_threads,
+        ).start()
+        self.fixed_costs_s["server_start"] = self.server.start_seconds or 0.0
+        self.roots = {"server": self.server.pid}
+        self.cores = p.server_workers * p.num_threads
+        pool = HttpPool(p.host, self.server.port, p.connections)
+        rows = [[None if np.isnan(v) else float(v) for v in row] for row in self.X]
+        self.bodies = [pool.encode("POST", "/predict", orjson.dumps({"features": r})) for r in rows]
+        self.noop = pool.encode("GET", "/noop")
+
+    def stop(self) -> None:
+        if getattr(self, "server", None) is not None:
+            self.server.stop()
+
+    def window(self, schedule: np.ndarray, path: str = "/predict") -> load.Observations:
+        p = self.params
+        pool = HttpPool(p.host, self.server.port, p.connections)
+        bodies, n = self.bodies, len(self.bodies)
+
+        async def call(i: int, on_send) -> tuple[int, float]:
+            raw = bodies[i % n] if path == "/predict" else self.noop
+            status, body = await pool.request(raw, p.timeout_s, on_send)
+            return status, orjson.loads(body)["score"] if status == 200 else float("nan")
+
+        async def setup() -> None:
+            await pool.warm(min(p.connections, 16))
+
+        async def teardown() -> None:
+            pool.close()
+
+        return load.drive_async(
+            schedule, call, deadline_s=float(schedule[-1]) + p.timeout_s + 1.0, setup=setup, teardown=teardown
+        )
+
+
+_BACKENDS: dict[str, type[_Backend]] = {"inprocess": _InProcess, "http": _Http}
+
+
+def _measure(
+    backend: _Backend, name: str, rate: float, measured_s: float, seed: int, path: str = "/predict"
+) -> _Window:
+    p = backend.params
+    schedule = _schedule(p, rate, measured_s, seed)
+    with metrics.CpuMeter(roots={"generator": os.getpid(), **backend.roots}, interval_s=None) as meter:
+        obs = backend.window(schedule, path)
+    summary = metrics.window_summary(
+        obs,
+        warmup_s=p.warmup_s,
+        slo_s=p.slo_ms / 1e3,
+        lag_bound_s=p.lag_bound_ms / 1e3,
+        in_process=p.backend == "inprocess",
+    )
+    mismatches = 0
+    if path == "/predict":
+        ok = (obs.status == 200) & ~np.isnan(obs.scores)
+        idx = np.arange(obs.intended.size)[ok] % len(backend.expected)
+        mismatches = int(np.sum(obs.scores[ok] != backend.expected[idx]))
+    return _Window(name, rate, obs, summary, meter.result, mismatches)
+
+
+def _capacity(backend: _Backend) -> dict:
+    """Doubling from the main rate, then bisection, over fixed windows; the last passing rate is the capacity."""
+    p = backend.params
+    windows: list[_Window] = []
+
+    def passes(rate: float) -> bool | None:
+        w = _measure(backend, f"capacity@{rate:.0f}", rate, p.capacity_window_s, p.seed + len(windows) + 1)
+        windows.append(w)
+        if not w.summary["valid"]:
+            return None  # the generator, not the server, set the limit: stop searching
+        return w.summary["sustainable"]
+
+    lo, hi, limited_by = 0.0, None, "slo"
+    rate = min(p.rate, p.capacity_max_rate)
+    while hi is None:
+        verdict = passes(rate)
+        if verdict is None:
+            limited_by = "generator"
+            break
+        if verdict:
+            lo = rate
+            if rate >= p.capacity_max_rate:
+                limited_by = "capacity_max_rate"
+                break
+            rate = min(rate * 2, p.capacity_max_rate)
+        else:
+            hi = rate
+            if lo == 0.0:  # even the first rate failed: bisect down from it
+                lo_probe = rate / 2
+                while lo_probe >= 1.0 and len(windows) < 12:
+                    verdict = passes(lo_probe)
+                    if verdict:
+                        lo = lo_probe
+                        break
+                    hi = lo_probe
+                    lo_probe /= 2
+    while hi is not None and lo > 0 and hi / lo > 1 + p.capacity_tolerance and len(windows) < 16:
+        mid = (lo + hi) / 2
+        verdict = passes(mid)
+        if verdict is None:
+            limited_by = "generator"
+            break
+        lo, hi = (mid, hi) if verdict else (lo, mid)
+    return {
+        "rate_per_s": lo,
+        "per_core_per_s": lo / backend.cores,
+        "cores": backend.cores,
+        "first_failing_rate_per_s": hi,
+        "limited_by": limited_by,
+        "slo_ms": p.slo_ms,
+        "window_s": p.capacity_window_s,
+        "curve": [_curve_point(w) for w in windows],
+        "_windows": windows,
+    }
+
+
+def _curve_point(w: _Window) -> dict:
+    s = w.summary
+    lat = s["latency_s"] or {}
+    return {
+        "offered_rate_per_s": s["offered_rate_per_s"],
+        "throughput_per_s": s["throughput_per_s"],
+        "p50_s": lat.get("p50"),
+        "p99_s": lat.get("p99"),
+        "count": lat.get("count", 0),
+        "errors": s["error_count"],
+        "sustainable": s["sustainable"],
+        "valid": s["valid"],
+    }
+
+
+def run(data: workload.Dataset, model: Model, params: RequestParams, context: RunContext) -> RunResult:
+    """Run the main window (and the floor and capacity search) against the chosen backend."""
+    run_dir = Path(context.run_dir)
+    ensure_writable(run_dir)
+    frame = pl.scan_parquet(data.path).head(params.rows).collect()
+    workload.validate(frame, source=str(data.path))
+    X = np.ascontiguousarray(workload.feature_matrix(frame))
+    expected = make_predictor(model, params.predictor, 1).predict(X)
+    backend = _BACKENDS[params.backend](params, X, expected, model, run_dir)
+    measured_s = min(max(params.duration_s, params.min_requests / params.rate), params.max_duration_s)
+    windows: list[_Window] = []
+    capacity = None
+    try:
+        with metrics.stopwatch() as start_s:
+            backend.start()
+        backend.fixed_costs_s.setdefault("backend_start", start_s[0])
+        floor = None
+        if params.floor and params.backend == "http":
+            floor = _measure(backend, "floor", min(params.rate, 500.0), 2.0, params.seed + 100, path="/noop")
+            windows.append(floor)
+        main = _measure(backend, "main", params.rate, measured_s, params.seed)
+        windows.append(main)
+        if params.capacity:
+            capacity = _capacity(backend)
+            windows.extend(capacity.pop("_windows"))
+    finally:
+        backend.stop()
+
+    s = main.summary
+    server_cpu = sum(v for k, v in main.cpu.by_label.items() if k != "generator")
+    generator_cpu = main.cpu.by_label.get("generator", 0.0)
+    cpu = main.cpu.cpu_s if params.backend == "inprocess" else server_cpu
+    result = RunResult(
+        run_id=context.run_id,
+        pattern="request",
+        backend=f"{params.backend}/{params.predictor}",
+        profile=context.profile,
+        params=to_dict(params),
+        metrics={},
+        provenance=provenance(model_sha256=model.sha256, data_sha256=data.sha256),
+    )
+    predictions = s["completed"]
+    m = {
+        "predictions": predictions,
+        "wall_seconds": s["window_s"],
+        "throughput_per_s": s["throughput_per_s"],
+        "cpu_seconds": cpu,
+        "provisioned_core_seconds": backend.cores * s["window_s"],
+        "latency_s": s["latency_s"],
+        "service_s": s["service_s"],
+        "generator_lag_s": s["generator_lag_s"],
+        "offered_rate_per_s": s["offered_rate_per_s"],
+        "issued_rate_per_s": s["issued_rate_per_s"],
+        "errors": s["errors"],
+        "sustainable": s["sustainable"],
+        "cpu_seconds_per_prediction": cpu / predictions if predictions else None,
+        "generator_cpu_seconds": generator_cpu if params.backend == "http" else None,
+        "cpu": main.cpu.to_dict(),
+        "floor_latency_s": floor.summary["latency_s"] if floor else None,
+        "floor_service_s": floor.summary["service_s"] if floor else None,
+        "capacity": capacity,
+        "score_mismatches": sum(w.mismatches for w in windows),
+        "fixed_costs_s": dict(backend.fixed_costs_s),
+    }
+    result.metrics = m
+    for reason in s["invalid_reasons"]:
+        result.invalidate(f"main window: {reason}")
+    if m["score_mismatches"]:
+        result.invalidate(f"{m['score_mismatches']} answered score(s) differ from predict() on the same row")
+    if not s["sustainable"]:
+        m["not_sustainable_because"] = _why_not(s, params)
+    result.samples = pl.concat(
+        [w.obs.frame(window=w.name, offered_rate=float(w.rate), warmup_s=float(params.warmup_s)) for w in windows],
+        how="vertical_relaxed",
+    )
+    return result
+
+
+def _why_not(s: dict, params: RequestParams) -> str:
+    lat = s["latency_s"]
+    parts = []
+    if s["error_count"]:
+        parts.append(f"{s['error_count']} failed request(s): {s['errors']}")
+    if lat and lat["p99"] > params.slo_ms / 1e3:
+        parts.append(f"p99 {1e3 * lat['p99']:.1f} ms > SLO {params.slo_ms} ms")
+    if s["completed"] < 0.99 * s["offered_requests"]:
+        parts.append(f"answered {s['completed']} of {s['offered_requests']} offered")
+    return "; ".join(parts) or "generator invalid"
+
+
+PATTERN = Pattern(name="request", params=RequestParams, run=run, notebook="30_request.ipynb")

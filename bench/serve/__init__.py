@@ -1,0 +1,1 @@
+"""Model servers the per-request and hybrid patterns call over HTTP."""

@@ -1,0 +1,164 @@
+"""Per-request pattern: schedules, window statistics, the HTTP server's behaviour, scores equal predict()."""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+import numpy as np
+import pytest
+
+from bench import load, metrics, workload
+from bench.errors import BenchError
+from bench.model import make_predictor
+from bench.patterns import RunContext
+from bench.patterns.request import RequestParams, run
+from bench.serve.process import ServerProcess
+
+# ---------------------------------------------------------------------------------- schedules
+
+
+def test_constant_schedule_is_evenly_spaced():
+    s = load.constant(100, 2)
+    assert s.size == 200 and np.allclose(np.diff(s), 0.01)
+
+
+def test_poisson_schedule_is_seeded_and_has_the_rate():
+    a, b = load.poisson(500, 20, seed=1), load.poisson(500, 20, seed=1)
+    assert np.array_equal(a, b) and not np.array_equal(a, load.poisson(500, 20, seed=2))
+    assert abs(a.size / 20 - 500) < 500 * 0.05
+    assert np.all(np.diff(a) >= 0) and a.max() < 20
+
+
+def test_step_and_diurnal_schedules():
+    s = load.step([10, 100], 1.0)
+    assert (s < 1).sum() == 10 and (s >= 1).sum() == 100
+    d = load.diurnal(200, 1.5, period_s=10, duration_s=10, seed=0)
+    first, second = (d < 5).sum(), (d >= 5).sum()  # sine above the mean, then below
+    assert first > 1.3 * second
+    with pytest.raises(BenchError, match="peak_to_mean"):
+        load.diurnal(10, 3.0, 10, 10)
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan")])
+def test_schedules_refuse_bad_rates(bad):
+    with pytest.raises(BenchError, match="rate"):
+        load.constant(bad, 1)
+
+
+# ---------------------------------------------------------------------------------- window statistics
+
+
+def _obs(n=1000, rate=100.0, latency=0.002, lag=0.0001, status=200):
+    intended = np.arange(n) / rate
+    issued = intended + lag
+    done = issued + latency
+    return load.Observations(intended, issued, issued.copy(), done, np.full(n, status, np.int32), np.zeros(n), n / rate)
+
+
+def test_window_summary_healthy():
+    s = metrics.window_summary(_obs(), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert s["valid"] and s["sustainable"]
+    assert s["latency_s"]["count"] == 900  # warm-up excluded
+    assert s["latency_s"]["p50"] == pytest.approx(0.0021)
+
+
+def test_window_summary_flags_a_lagging_generator_as_invalid():
+    s = metrics.window_summary(_obs(lag=0.005), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert not s["valid"] and not s["sustainable"]
+    assert "fell behind its schedule" in s["invalid_reasons"][0]
+
+
+def test_window_summary_slo_and_errors_make_it_unsustainable_but_valid():
+    slow = metrics.window_summary(_obs(latency=0.2), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert slow["valid"] and not slow["sustainable"]
+    failed = metrics.window_summary(_obs(status=500), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert failed["errors"]["http_5xx"] == 900 and failed["latency_s"] is None and not failed["sustainable"]
+
+
+def test_a_server_that_falls_behind_shows_queueing_in_latency_and_throughput():
+    o = _obs(n=1000, rate=100.0)
+    o.done = o.intended + 0.001 + np.arange(1000) * 0.002  # serves at 1 per 12 ms against 1 per 10 ms offered
+    s = metrics.window_summary(o, warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert s["throughput_per_s"] < 0.9 * s["offered_rate_per_s"]
+    assert s["latency_s"]["p99"] > 1.0 and not s["sustainable"]
+
+
+# ---------------------------------------------------------------------------------- the HTTP server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, request):
+    small_model = request.getfixturevalue("small_model")
+    srv = ServerProcess(small_model.path, tmp_path_factory.mktemp("srv") / "server.log").start(timeout_s=60)
+    yield srv, small_model
+    srv.stop()
+
+
+def _post(port, body: bytes):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    out = resp.status, json.loads(resp.read())
+    conn.close()
+    return out
+
+
+def test_server_scores_equal_predict_and_bad_bodies_get_4xx(server, small_dataset):
+    srv, model = server
+    import polars as pl
+
+    X = workload.feature_matrix(pl.read_parquet(small_dataset.path).head(20))
+    expected = make_predictor(model).predict(X)
+    for row, want in zip(X, expected, strict=True):
+        status, body = _post(srv.port, json.dumps({"features": [None if np.isnan(v) else v for v in row]}).encode())
+        assert status == 200 and body["score"] == want
+    assert _post(srv.port, b"{not json")[0] == 400
+    status, body = _post(srv.port, json.dumps({"features": [1.0, 2.0]}).encode())
+    assert status == 422 and "expected 32 features" in body["error"]
+    assert _post(srv.port, json.dumps({"features": ["a"] * 32}).encode())[0] == 422
+    assert srv.healthy()  # still serving
+
+
+def test_server_that_cannot_start_reports_its_log(tmp_path):
+    bad = tmp_path / "model.txt"
+    bad.write_text("not a model")
+    with pytest.raises(BenchError, match="log tail"):
+        ServerProcess(bad, tmp_path / "server.log").start(timeout_s=30)
+
+
+@pytest.mark.parametrize("backend", ["inprocess", "http"])
+def test_run_answers_every_request_with_predict_scores(backend, small_dataset, small_model, tmp_path):
+    params = RequestParams(
+        rows=500,
+        backend=backend,
+        rate=100.0,
+        duration_s=1.5,
+        min_requests=100,
+        warmup_s=0.3,
+        capacity=False,
+        train_rows=5_000,
+        trees=10,
+        leaves=7,
+    )
+    result = run(small_dataset, small_model, params, RunContext("t", tmp_path))
+    m = result.metrics
+    assert m["errors"]["timeout"] == m["errors"]["connection"] == 0
+    assert m["score_mismatches"] == 0 and m["predictions"] == m["latency_s"]["count"] > 100
+    assert m["cpu_seconds"] > 0 and m["offered_rate_per_s"] == pytest.approx(100, rel=0.3)
+    if backend == "http":
+        assert m["floor_latency_s"]["count"] > 0 and "server_start" in m["fixed_costs_s"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("backend", "grpc", "'backend' must be one of"),
+        ("rate", 0.0, "'rate' must be > 0"),
+        ("schedule", "bursty", "'schedule' must be one of"),
+        ("warmup_s", -1.0, "'warmup_s' must be >= 0"),
+    ],
+)
+def test_bad_request_params(field, value, message):
+    with pytest.raises(BenchError, match=message):
+        RequestParams(**{field: value})
