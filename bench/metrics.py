@@ -227,6 +227,11 @@ class CpuMeter:
                     entry.label = label  # a root added later claims its processes
             self._peak_rss = max(self._peak_rss, rss)
 
+    def sample(self) -> None:
+        """Take a sample now (e.g. just before killing a tracked process, so its CPU so far counts)."""
+        if self._started:
+            self._sample()
+
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             self._sample()
@@ -299,8 +304,9 @@ def window_summary(
     ``latency_s`` runs from the *intended* send time to the answer (queueing included, no
     coordinated omission); ``service_s`` from the actual send. The window is ``valid`` only if the
     generator kept its schedule (lag p99 within ``lag_bound_s`` and ≥ 99% of the offered requests
-    issued); it is ``sustainable`` only if, in addition, nothing failed, p99 latency met the SLO and
-    the completions kept up with the offered rate.
+    issued); it is ``sustainable`` only if nothing failed, p99 latency met the SLO, the answers kept
+    up with the offered rate, and the generator's lag was small enough not to decide the verdict
+    (``slo_decidable``: valid, or lag p99 under a tenth of the SLO).
     """
     from bench.load import generator_lag
 
@@ -343,9 +349,32 @@ def window_summary(
         reasons.append(f"load generator issued {int(issued.sum())} of {offered} offered requests (< 99%)")
     out["valid"] = not reasons
     out["invalid_reasons"] = reasons
+    # The SLO verdict still stands when the generator's lag, though above the bound, is under a tenth
+    # of the SLO: it cannot move p99 across the line. The capacity search uses this, and says so.
+    lag_p99 = out["generator_lag_s"]["p99"] if out["generator_lag_s"] else 0.0
+    out["slo_decidable"] = bool(out["valid"] or (issued.sum() >= 0.99 * offered and lag_p99 < 0.1 * slo_s))
     p99 = out["latency_s"]["p99"] if out["latency_s"] else float("inf")
     out["sustainable"] = bool(out["valid"] and out["error_count"] == 0 and p99 <= slo_s and ok.sum() >= 0.99 * offered)
     return out
+
+
+def unavailability(obs, warmup_s: float = 0.0) -> dict | None:
+    """The outage a consumer saw: from the first failed request to the first success after the last
+    failure (by intended time), with the failures counted; None if nothing failed."""
+    measured = obs.intended >= warmup_s
+    failed = measured & ((obs.status < 200) | (obs.status >= 300))
+    if not failed.any():
+        return None
+    first, last = float(obs.intended[failed].min()), float(obs.intended[failed].max())
+    ok_after = measured & (obs.status == 200) & (obs.intended > last)
+    recovered = float(obs.intended[ok_after].min()) if ok_after.any() else None
+    return {
+        "failed_requests": int(failed.sum()),
+        "first_failure_s": first - warmup_s,
+        "recovered_at_s": None if recovered is None else recovered - warmup_s,
+        "unavailable_s": (recovered if recovered is not None else float(obs.intended[measured].max())) - first,
+        "recovered": recovered is not None,
+    }
 
 
 def _subset(obs, mask: np.ndarray):

@@ -162,3 +162,64 @@ def test_run_answers_every_request_with_predict_scores(backend, small_dataset, s
 def test_bad_request_params(field, value, message):
     with pytest.raises(BenchError, match=message):
         RequestParams(**{field: value})
+
+
+def test_server_killed_mid_run_is_counted_and_the_run_ends_on_time(small_dataset, small_model, tmp_path):
+    import time
+
+    params = RequestParams(
+        rows=500,
+        backend="http",
+        rate=100.0,
+        duration_s=4.0,
+        min_requests=100,
+        warmup_s=0.5,
+        capacity=False,
+        floor=False,
+        fault_kill_at_s=1.0,
+        timeout_s=1.0,
+        train_rows=5_000,
+        trees=10,
+        leaves=7,
+    )
+    t0 = time.monotonic()
+    result = run(small_dataset, small_model, params, RunContext("fault", tmp_path))
+    elapsed = time.monotonic() - t0
+    m = result.metrics
+    assert m["errors"]["connection"] + m["errors"]["timeout"] > 0
+    assert not m["sustainable"]
+    out = m["unavailability"]
+    assert out["failed_requests"] > 0 and out["unavailable_s"] > 0
+    assert out["first_failure_s"] == pytest.approx(1.0, abs=0.5)
+    assert m["fault_events"][0]["kind"] == "server_killed" and m["fault_events"][0]["restarted"]
+    assert out["recovered"]
+    assert elapsed < 60
+
+
+def test_overload_ends_on_time_and_shows_queueing(small_dataset, small_model, tmp_path):
+    import time
+
+    # far above what one thread can score one row at a time
+    params = RequestParams(
+        rows=500,
+        backend="inprocess",
+        schedule="constant",
+        rate=200_000.0,
+        duration_s=1.0,
+        min_requests=100,
+        warmup_s=0.2,
+        capacity=False,
+        timeout_s=0.5,
+        train_rows=5_000,
+        trees=10,
+        leaves=7,
+    )
+    t0 = time.monotonic()
+    result = run(small_dataset, small_model, params, RunContext("overload", tmp_path))
+    elapsed = time.monotonic() - t0
+    m = result.metrics
+    assert not m["sustainable"]
+    assert m["throughput_per_s"] < 0.5 * m["offered_rate_per_s"]
+    assert m["errors"]["not_sent"] > 0  # the deadline cut the backlog off; counted, not dropped
+    assert m["latency_s"]["p99"] > 0.1  # queueing is in the latency
+    assert elapsed < 30

@@ -11,6 +11,8 @@ latency within the SLO with no errors, found by doubling then bisection over fix
 from __future__ import annotations
 
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +57,8 @@ class RequestParams(PatternParams):
     connections: int = 64
     seed: int = 0
     num_threads: int = 1
+    fault_kill_at_s: float = 0.0  #: http: SIGKILL the server this long into the main window (0 = no fault)
+    fault_restart: bool = True  #: ... and restart it at once, as a process supervisor would
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -76,6 +80,10 @@ class RequestParams(PatternParams):
             server_workers=self.server_workers,
             connections=self.connections,
         )
+        if self.fault_kill_at_s < 0:
+            raise BenchError(f"{owner} parameter 'fault_kill_at_s' must be >= 0, got {self.fault_kill_at_s}")
+        if self.fault_kill_at_s and self.backend != "http":
+            raise BenchError(f"{owner} parameter 'fault_kill_at_s' needs backend 'http', got {self.backend!r}")
         if self.warmup_s < 0:
             raise BenchError(f"{owner} parameter 'warmup_s' must be >= 0, got {self.warmup_s}")
 
@@ -109,6 +117,8 @@ class _Backend:
     roots: dict[str, int] = field(default_factory=dict)
     fixed_costs_s: dict[str, float] = field(default_factory=dict)
     cores: int = 1
+    meter: metrics.CpuMeter | None = None  #: the window's meter, so a restarted server is counted too
+    events: list[dict] = field(default_factory=list)  #: faults injected and what followed
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -156,6 +166,39 @@ class _Http(_Backend):
         if getattr(self, "server", None) is not None:
             self.server.stop()
 
+    def inject_fault(self, at_s: float) -> threading.Timer:
+        """Kill the server ``at_s`` seconds from now; restart it on the same port if asked."""
+
+        def fault() -> None:
+            if self.meter is not None:
+                self.meter.sample()  # the killed server's CPU up to now still counts
+            t_kill = time.perf_counter()
+            self.server.kill()
+            event = {"kind": "server_killed", "at_s": at_s, "restarted": False}
+            if self.params.fault_restart:
+                old = self.server
+                self.server = ServerProcess(
+                    old.model_path,
+                    old.log_path,
+                    host=old.host,
+                    port=old.port,
+                    workers=old.workers,
+                    num_threads=old.num_threads,
+                )
+                try:
+                    self.server.start()
+                    event |= {"restarted": True, "restart_s": time.perf_counter() - t_kill}
+                    if self.meter is not None:
+                        self.meter.add_root("server_restarted", self.server.pid)
+                except BenchError as exc:
+                    event["restart_error"] = str(exc)
+            self.events.append(event)
+
+        timer = threading.Timer(at_s, fault)
+        timer.daemon = True
+        timer.start()
+        return timer
+
     def window(self, schedule: np.ndarray, path: str = "/predict") -> load.Observations:
         p = self.params
         pool = HttpPool(p.host, self.server.port, p.connections)
@@ -186,7 +229,13 @@ def _measure(
     p = backend.params
     schedule = _schedule(p, rate, measured_s, seed)
     with metrics.CpuMeter(roots={"generator": os.getpid(), **backend.roots}, interval_s=None) as meter:
+        backend.meter = meter
+        fault = None
+        if name == "main" and p.fault_kill_at_s:
+            fault = backend.inject_fault(p.warmup_s + p.fault_kill_at_s)
         obs = backend.window(schedule, path)
+        if fault is not None:
+            fault.join(timeout=120.0)
     summary = metrics.window_summary(
         obs,
         warmup_s=p.warmup_s,
@@ -210,7 +259,7 @@ def _capacity(backend: _Backend) -> dict:
     def passes(rate: float) -> bool | None:
         w = _measure(backend, f"capacity@{rate:.0f}", rate, p.capacity_window_s, p.seed + len(windows) + 1)
         windows.append(w)
-        if not w.summary["valid"]:
+        if not w.summary["slo_decidable"]:
             return None  # the generator, not the server, set the limit: stop searching
         return w.summary["sustainable"]
 
@@ -253,6 +302,7 @@ def _capacity(backend: _Backend) -> dict:
         "limited_by": limited_by,
         "slo_ms": p.slo_ms,
         "window_s": p.capacity_window_s,
+        "windows_with_generator_lag_above_bound": sum(1 for w in windows if not w.summary["valid"]),
         "curve": [_curve_point(w) for w in windows],
         "_windows": windows,
     }
@@ -270,6 +320,7 @@ def _curve_point(w: _Window) -> dict:
         "errors": s["error_count"],
         "sustainable": s["sustainable"],
         "valid": s["valid"],
+        "generator_lag_p99_s": (s["generator_lag_s"] or {}).get("p99"),
     }
 
 
@@ -335,6 +386,8 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
         "floor_service_s": floor.summary["service_s"] if floor else None,
         "capacity": capacity,
         "score_mismatches": sum(w.mismatches for w in windows),
+        "unavailability": metrics.unavailability(main.obs, params.warmup_s),
+        "fault_events": backend.events,
         "fixed_costs_s": dict(backend.fixed_costs_s),
     }
     result.metrics = m
