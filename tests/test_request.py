@@ -207,7 +207,7 @@ def test_overload_ends_on_time_and_shows_queueing(small_dataset, small_model, tm
         rate=200_000.0,
         duration_s=1.0,
         min_requests=100,
-        warmup_s=0.2,
+        warmup_s=0.0,
         capacity=False,
         timeout_s=0.5,
         train_rows=5_000,
