@@ -140,7 +140,8 @@ def full(profile: str, results_dir: Path | None = None, log=print) -> Path:
         sweep = prof.sweep(name)
         for i, values in enumerate(sweep, 1):
             run_dir = run_pattern(name, values, profile, results_dir)
-            log(f"[bench] {name} {i}/{len(sweep)} ({values.get('rows')} rows): {run_dir}")
+            what = f"{values['backend']} backend" if name == "request" else f"{values.get('rows')} rows"
+            log(f"[bench] {name} {i}/{len(sweep)} ({what}): {run_dir}")
     html = report(results_dir, profile)
     log(f"[bench] done in {time.perf_counter() - t0:.0f} s")
     return html

@@ -471,3 +471,152 @@ def plot_capacity_curve(result: RunResult, ax=None):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return ax
+
+
+def _run_dir(result: RunResult, results_dir: Path | str | None) -> Path:
+    from bench import paths
+
+    return Path(results_dir or paths.results_dir()) / "runs" / result.run_id
+
+
+def request_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
+    """One row per per-request run: offered vs answered, latency with sample count, floor, capacity, CPU."""
+    rows = []
+    for r in runs:
+        if r.pattern != "request":
+            continue
+        m = r.metrics
+        lat, floor, cap = m.get("latency_s") or {}, m.get("floor_latency_s") or {}, m.get("capacity") or {}
+        rows.append(
+            {
+                "backend": r.backend,
+                "offered_per_s": round(m["offered_rate_per_s"], 1),
+                "answered_per_s": round(m["throughput_per_s"], 1),
+                "sustainable": m.get("sustainable"),
+                "p50_ms": round(1e3 * lat["p50"], 3) if lat else None,
+                "p99_ms": round(1e3 * lat["p99"], 3) if lat else None,
+                "samples": lat.get("count", 0),
+                "floor_p50_ms": round(1e3 * floor["p50"], 3) if floor else None,
+                "gen_lag_p99_ms": round(1e3 * m["generator_lag_s"]["p99"], 3) if m.get("generator_lag_s") else None,
+                "server_cpu_us_per_pred": round(1e6 * m["cpu_seconds_per_prediction"], 1)
+                if m.get("cpu_seconds_per_prediction")
+                else None,
+                "capacity_per_s": round(cap["rate_per_s"], 1) if cap else None,
+                "capacity_limited_by": cap.get("limited_by") if cap else None,
+                "capacity_per_core": round(cap["per_core_per_s"], 1) if cap else None,
+                "start_s": round(sum(m.get("fixed_costs_s", {}).values()), 2),
+                "run_id": r.run_id,
+            }
+        )
+    return pl.DataFrame(rows) if rows else pl.DataFrame()
+
+
+def plot_request_cdfs(runs: Sequence[RunResult], results_dir: Path | str | None = None, ax=None):
+    """Latency CDFs (from the intended send time) of every per-request run's main window, one log axis."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from bench.results import load_samples
+
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    drawn = 0
+    for r in runs:
+        if r.pattern != "request":
+            continue
+        samples = load_samples(_run_dir(r, results_dir))
+        if samples is None:
+            continue
+        s = samples.filter(
+            (pl.col("window") == "main") & (pl.col("intended_s") >= pl.col("warmup_s")) & (pl.col("status") == 200)
+        )
+        x = np.sort((s["done_s"] - s["intended_s"]).to_numpy() * 1e3)
+        if x.size:
+            ax.plot(
+                x,
+                np.arange(1, x.size + 1) / x.size,
+                label=f"{r.backend} @ {r.metrics['offered_rate_per_s']:.0f}/s (n={x.size})",
+            )
+            drawn += 1
+    if not drawn:
+        ax.text(0.5, 0.5, "no per-request runs", ha="center", va="center", transform=ax.transAxes)
+        return ax
+    ax.set_xscale("log")
+    ax.set_xlabel("latency from intended send (ms, log)")
+    ax.set_ylabel("fraction of requests")
+    ax.set_title("Per-request latency CDF (main windows)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_request_load_curves(runs: Sequence[RunResult], ax=None):
+    """p50 and p99 against offered load for each backend's capacity search."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    drawn = 0
+    for r in runs:
+        cap = r.metrics.get("capacity") if r.pattern == "request" else None
+        if not cap or not cap["curve"]:
+            continue
+        pts = sorted((p for p in cap["curve"] if p["p99_s"] is not None), key=lambda p: p["offered_rate_per_s"])
+        line = ax.plot(
+            [p["offered_rate_per_s"] for p in pts],
+            [1e3 * p["p99_s"] for p in pts],
+            marker="o",
+            label=f"{r.backend} p99",
+        )[0]
+        ax.plot(
+            [p["offered_rate_per_s"] for p in pts],
+            [1e3 * p["p50_s"] for p in pts],
+            ls="--",
+            color=line.get_color(),
+            label=f"{r.backend} p50",
+        )
+        drawn += 1
+        slo = cap["slo_ms"]
+    if not drawn:
+        ax.text(0.5, 0.5, "no capacity searches", ha="center", va="center", transform=ax.transAxes)
+        return ax
+    ax.axhline(slo, color="grey", ls=":", label=f"SLO {slo:.0f} ms")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered rate (requests/s, log)")
+    ax.set_ylabel("latency (ms, log)")
+    ax.set_title("Latency vs offered load")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def cpu_per_prediction(runs: Sequence[RunResult]) -> pl.DataFrame:
+    """The cost of one prediction in CPU-seconds for each pattern and backend (median over runs, with n).
+
+    Batch: the job's CPU over its rows. Per-request: the server's CPU (Ray's own processes included for
+    Ray Serve; the load generator excluded) over the answered requests at the offered rate.
+    """
+    rows = []
+    for r in runs:
+        m = r.metrics
+        if not m.get("predictions"):
+            continue
+        label = f"{r.pattern} {r.backend}" + (f" ({m['predictions']:,} rows)" if r.pattern == "batch" else "")
+        rows.append(
+            {
+                "pattern": label,
+                "cpu_us_per_prediction": 1e6 * m["cpu_seconds"] / m["predictions"],
+                "provisioned_core_us_per_prediction": 1e6 * m["provisioned_core_seconds"] / m["predictions"],
+            }
+        )
+    if not rows:
+        return pl.DataFrame()
+    return (
+        pl.DataFrame(rows)
+        .group_by("pattern")
+        .agg(
+            pl.len().alias("runs"),
+            pl.col("cpu_us_per_prediction").median().round(2),
+            pl.col("provisioned_core_us_per_prediction").median().round(2),
+        )
+        .sort("cpu_us_per_prediction")
+    )

@@ -108,9 +108,10 @@ def test_report_notebook_passes_nbval(tmp_path):
     assert " passed" in proc.stdout
 
 
-@pytest.mark.parametrize("backend", ["inprocess", "http"])
-def test_request_notebook_runs_both_backends(nb_results, backend):
-    values = pipeline.pattern_parameters("request", "smoke", {"backend": backend})
+@pytest.mark.parametrize(("backend", "rate"), [("inprocess", "100"), ("http", "100"), ("ray_serve", "20")])
+def test_request_notebook_runs_every_backend(nb_results, backend, rate):
+    """A real in-process run, a real uvicorn server and a real Ray Serve on loopback, small and short."""
+    values = pipeline.pattern_parameters("request", "smoke", {"backend": backend, "rate": rate})
     run_dir = pipeline.run_pattern("request", values, "smoke", nb_results)
     result = results.load(run_dir)
     assert result.pattern == "request" and result.backend.startswith(backend)

@@ -29,7 +29,7 @@ from bench.patterns import Pattern, PatternParams, RunContext
 from bench.results import RunResult, ensure_writable, provenance
 from bench.serve.process import ServerProcess
 
-BACKENDS = ("inprocess", "http")
+BACKENDS = ("inprocess", "http", "ray_serve")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,9 @@ class RequestParams(PatternParams):
     capacity_tolerance: float = 0.1  #: stop bisecting when hi/lo < 1 + tolerance
     floor: bool = True  #: measure the no-op endpoint of the same server (http)
     host: str = "127.0.0.1"
-    server_workers: int = 1
+    server_workers: int = 1  #: http: uvicorn worker processes
+    replicas: int = 1  #: ray_serve: deployment replicas
+    ray_address: str = ""  #: ray_serve: a cluster to join ("" = start a local Ray for the run)
     connections: int = 64
     seed: int = 0
     num_threads: int = 1
@@ -157,7 +159,11 @@ class _Http(_Backend):
         self.fixed_costs_s["server_start"] = self.server.start_seconds or 0.0
         self.roots = {"server": self.server.pid}
         self.cores = p.server_workers * p.num_threads
-        pool = HttpPool(p.host, self.server.port, p.connections)
+        self._encode_bodies()
+
+    def _encode_bodies(self) -> None:
+        """Every request body encoded once, before any window: encoding is not part of a request's time."""
+        pool = HttpPool(self.params.host, self.server.port, self.params.connections)
         rows = [[None if np.isnan(v) else float(v) for v in row] for row in self.X]
         self.bodies = [pool.encode("POST", "/predict", orjson.dumps({"features": r})) for r in rows]
         self.noop = pool.encode("GET", "/noop")
@@ -220,7 +226,28 @@ class _Http(_Backend):
         )
 
 
-_BACKENDS: dict[str, type[_Backend]] = {"inprocess": _InProcess, "http": _Http}
+class _RayServe(_Http):
+    """The same scorer as a Ray Serve deployment behind Serve's HTTP proxy; Ray's own processes are
+    measured as part of the pattern (they are what it costs to run it)."""
+
+    def start(self) -> None:
+        from bench.serve.ray_app import RayServeServer
+
+        p = self.params
+        self.server = RayServeServer(
+            self.model.path, host=p.host, replicas=p.replicas, num_threads=p.num_threads, address=p.ray_address
+        )
+        try:
+            self.server.start()
+        finally:
+            self.fixed_costs_s.update(self.server.fixed_costs_s)
+        self.roots = self.server.ray_roots()
+        # A local Ray holds the whole machine (num_cpus = all cores): that is what is provisioned.
+        self.cores = os.cpu_count() or 1
+        self._encode_bodies()
+
+
+_BACKENDS: dict[str, type[_Backend]] = {"inprocess": _InProcess, "http": _Http, "ray_serve": _RayServe}
 
 
 def _measure(

@@ -14,6 +14,25 @@ from pathlib import Path
 from bench.errors import BenchError
 
 
+def wait_healthy(host: str, port: int, timeout_s: float, proc: subprocess.Popen | None = None) -> bool:
+    """Poll ``GET /health`` until it answers 200 (True) or ``timeout_s`` passes or ``proc`` exits (False)."""
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            conn = http.client.HTTPConnection(host, port, timeout=1.0)
+            conn.request("GET", "/health")
+            ok = conn.getresponse().status == 200
+            conn.close()
+            if ok:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port the OS says is free right now on ``host``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
