@@ -34,6 +34,11 @@ class Profile:
         """Every run of ``pattern`` this profile makes, repeats included."""
         if pattern == "batch":
             return [{**self.model, **self.batch, "rows": rows} for rows in self.batch_rows for _ in range(self.repeats)]
+        if pattern == "request":
+            return [
+                {**self.model, **self.request, "backend": b, **self.request_overrides.get(b, {})}
+                for b in self.request_backends
+            ]
         return []
 
 
@@ -54,6 +59,7 @@ PROFILES: dict[str, Profile] = {
                 "warmup_s": 0.5,
                 "capacity": False,
             },
+            request_backends=("inprocess", "http"),
         ),
         Profile(
             name="default",
