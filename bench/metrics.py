@@ -354,7 +354,9 @@ def window_summary(
     lag_p99 = out["generator_lag_s"]["p99"] if out["generator_lag_s"] else 0.0
     out["slo_decidable"] = bool(out["valid"] or (issued.sum() >= 0.99 * offered and lag_p99 < 0.1 * slo_s))
     p99 = out["latency_s"]["p99"] if out["latency_s"] else float("inf")
-    out["sustainable"] = bool(out["valid"] and out["error_count"] == 0 and p99 <= slo_s and ok.sum() >= 0.99 * offered)
+    out["sustainable"] = bool(
+        out["slo_decidable"] and out["error_count"] == 0 and p99 <= slo_s and ok.sum() >= 0.99 * offered
+    )
     return out
 
 

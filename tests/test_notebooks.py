@@ -118,3 +118,17 @@ def test_request_notebook_runs_every_backend(nb_results, backend, rate):
     assert result.metrics["latency_s"]["count"] > 0
     assert result.metrics["score_mismatches"] == 0
     assert (run_dir / "30_request.ipynb").exists() and (run_dir / "samples.parquet").exists()
+
+
+@pytest.mark.parametrize("pattern", ["batch", "request"])
+def test_pattern_notebook_declares_every_parameter(pattern):
+    """papermill warns about (and the notebook cannot document) parameters its cell does not declare."""
+    import dataclasses
+
+    from bench import patterns
+
+    spec = patterns.get(pattern)
+    nb = nbformat.read(paths.notebooks_dir() / spec.notebook, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    declared = {line.split("=")[0].strip() for line in cell.source.splitlines() if "=" in line}
+    assert {f.name for f in dataclasses.fields(spec.params)} | {"profile", "run_dir"} == declared

@@ -223,3 +223,8 @@ def test_overload_ends_on_time_and_shows_queueing(small_dataset, small_model, tm
     assert m["errors"]["not_sent"] > 0  # the deadline cut the backlog off; counted, not dropped
     assert m["latency_s"]["p99"] > 0.1  # queueing is in the latency
     assert elapsed < 30
+
+
+def test_small_generator_lag_invalidates_the_window_but_not_the_slo_verdict():
+    s = metrics.window_summary(_obs(lag=0.002), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert not s["valid"] and s["slo_decidable"] and s["sustainable"]
