@@ -111,6 +111,12 @@ def batch_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
     )
 
 
+def _empty(ax, text: str):
+    """A plot that says why it is empty instead of drawing nothing."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+    return ax
+
+
 def plot_batch_throughput(runs: Sequence[RunResult], ax=None):
     """Rows/s against input size: every run as a point, the median as a line, raw predict beside it."""
     import matplotlib.pyplot as plt
@@ -118,8 +124,7 @@ def plot_batch_throughput(runs: Sequence[RunResult], ax=None):
     ax = ax or plt.subplots(figsize=(7, 4))[1]
     summary = batch_summary(runs)
     if summary.is_empty():
-        ax.text(0.5, 0.5, "no batch runs", ha="center", va="center", transform=ax.transAxes)
-        return ax
+        return _empty(ax, "no batch runs")
     points = [(r.metrics["predictions"], r.metrics["throughput_per_s"]) for r in runs if r.pattern == "batch"]
     ax.scatter(*zip(*points, strict=True), s=18, alpha=0.6, label="end to end, each run")
     ax.plot(summary["rows"], summary["throughput_median"], marker="o", label="end to end, median")
@@ -144,8 +149,7 @@ def plot_batch_phases(runs: Sequence[RunResult], ax=None):
     ax = ax or plt.subplots(figsize=(7, 4))[1]
     summary = batch_summary(runs)
     if summary.is_empty():
-        ax.text(0.5, 0.5, "no batch runs", ha="center", va="center", transform=ax.transAxes)
-        return ax
+        return _empty(ax, "no batch runs")
     labels = [f"{r:,}\n(n={n})" for r, n in summary.select("rows", "runs").iter_rows()]
     bottom = [0.0] * summary.height
     for phase in BATCH_PHASES:
@@ -429,8 +433,7 @@ def plot_latency_cdf(samples: pl.DataFrame, window: str = "main", ax=None):
         (pl.col("window") == window) & (pl.col("intended_s") >= pl.col("warmup_s")) & (pl.col("status") == 200)
     )
     if s.is_empty():
-        ax.text(0.5, 0.5, "no answered requests", ha="center", va="center", transform=ax.transAxes)
-        return ax
+        return _empty(ax, "no answered requests")
     for label, col in (
         ("from intended send", pl.col("done_s") - pl.col("intended_s")),
         ("service time", pl.col("done_s") - pl.col("sent_s")),
@@ -453,8 +456,7 @@ def plot_capacity_curve(result: RunResult, ax=None):
     ax = ax or plt.subplots(figsize=(7, 4))[1]
     cap = result.metrics.get("capacity")
     if not cap or not cap["curve"]:
-        ax.text(0.5, 0.5, "capacity not searched", ha="center", va="center", transform=ax.transAxes)
-        return ax
+        return _empty(ax, "capacity not searched")
     pts = sorted((p for p in cap["curve"] if p["p99_s"] is not None), key=lambda p: p["offered_rate_per_s"])
     rates = [p["offered_rate_per_s"] for p in pts]
     ax.plot(rates, [1e3 * p["p50_s"] for p in pts], marker="o", label="p50")
@@ -538,8 +540,7 @@ def plot_request_cdfs(runs: Sequence[RunResult], results_dir: Path | str | None 
             )
             drawn += 1
     if not drawn:
-        ax.text(0.5, 0.5, "no per-request runs", ha="center", va="center", transform=ax.transAxes)
-        return ax
+        return _empty(ax, "no per-request runs")
     ax.set_xscale("log")
     ax.set_xlabel("latency from intended send (ms, log)")
     ax.set_ylabel("fraction of requests")
@@ -576,8 +577,7 @@ def plot_request_load_curves(runs: Sequence[RunResult], ax=None):
         drawn += 1
         slo = cap["slo_ms"]
     if not drawn:
-        ax.text(0.5, 0.5, "no capacity searches", ha="center", va="center", transform=ax.transAxes)
-        return ax
+        return _empty(ax, "no capacity searches")
     ax.axhline(slo, color="grey", ls=":", label=f"SLO {slo:.0f} ms")
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -80,5 +80,17 @@ def names() -> list[str]:
     return sorted(_registry())
 
 
-def default_output(context: RunContext, name: str) -> Path:
-    return Path(context.run_dir) / name
+def new_result(pattern: str, backend: str, params: Any, context: RunContext, model: Any, data: Any) -> Any:
+    """An empty, valid RunResult of this run with its provenance; the pattern fills in the metrics."""
+    from bench.params import to_dict
+    from bench.results import RunResult, provenance
+
+    return RunResult(
+        run_id=context.run_id,
+        pattern=pattern,
+        backend=backend,
+        profile=context.profile,
+        params=to_dict(params),
+        metrics={},
+        provenance=provenance(model_sha256=model.sha256, data_sha256=data.sha256),
+    )

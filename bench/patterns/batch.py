@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 from bench import metrics, workload
 from bench.errors import BenchError
 from bench.model import Model, make_predictor
-from bench.params import require_positive, to_dict
-from bench.patterns import Pattern, PatternParams, RunContext
-from bench.results import RunResult, ensure_writable, provenance
+from bench.params import require_positive
+from bench.patterns import Pattern, PatternParams, RunContext, new_result
+from bench.results import RunResult, ensure_writable
 
 PHASES = ("read", "validate", "prepare", "score", "write")
 
@@ -152,15 +152,7 @@ def run(data: workload.Dataset, model: Model, params: BatchParams, context: RunC
         tmp_path.unlink(missing_ok=True)
     usage = meter.result
 
-    result = RunResult(
-        run_id=context.run_id,
-        pattern="batch",
-        backend=f"local/{params.predictor}",
-        profile=context.profile,
-        params=to_dict(params),
-        metrics={},
-        provenance=provenance(model_sha256=model.sha256, data_sha256=data.sha256),
-    )
+    result = new_result("batch", f"local/{params.predictor}", params, context, model, data)
     e2e_rate = metrics.throughput(total, wall[0])
     m: dict = {
         "predictions": total,

@@ -24,9 +24,9 @@ from bench import load, metrics, workload
 from bench.errors import BenchError
 from bench.httpclient import HttpPool
 from bench.model import Model, make_predictor
-from bench.params import require_choice, require_positive, to_dict
-from bench.patterns import Pattern, PatternParams, RunContext
-from bench.results import RunResult, ensure_writable, provenance
+from bench.params import require_choice, require_positive
+from bench.patterns import Pattern, PatternParams, RunContext, new_result
+from bench.results import RunResult, ensure_writable
 from bench.serve.process import ServerProcess
 
 BACKENDS = ("inprocess", "http", "ray_serve")
@@ -383,15 +383,7 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
     server_cpu = sum(v for k, v in main.cpu.by_label.items() if k != "generator")
     generator_cpu = main.cpu.by_label.get("generator", 0.0)
     cpu = main.cpu.cpu_s if params.backend == "inprocess" else server_cpu
-    result = RunResult(
-        run_id=context.run_id,
-        pattern="request",
-        backend=f"{params.backend}/{params.predictor}",
-        profile=context.profile,
-        params=to_dict(params),
-        metrics={},
-        provenance=provenance(model_sha256=model.sha256, data_sha256=data.sha256),
-    )
+    result = new_result("request", f"{params.backend}/{params.predictor}", params, context, model, data)
     predictions = s["completed"]
     m = {
         "predictions": predictions,
