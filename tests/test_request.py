@@ -228,3 +228,22 @@ def test_overload_ends_on_time_and_shows_queueing(small_dataset, small_model, tm
 def test_small_generator_lag_invalidates_the_window_but_not_the_slo_verdict():
     s = metrics.window_summary(_obs(lag=0.002), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
     assert not s["valid"] and s["slo_decidable"] and s["sustainable"]
+
+
+@pytest.mark.parametrize("schedule", ["constant", "poisson", "step", "diurnal"])
+def test_every_schedule_drives_a_run(schedule, small_dataset, small_model, tmp_path):
+    params = RequestParams(
+        rows=200,
+        backend="inprocess",
+        schedule=schedule,
+        rate=100.0,
+        duration_s=1.0,
+        min_requests=50,
+        warmup_s=0.0,
+        capacity=False,
+        train_rows=5_000,
+        trees=10,
+        leaves=7,
+    )
+    m = run(small_dataset, small_model, params, RunContext(schedule, tmp_path)).metrics
+    assert m["latency_s"]["count"] == m["predictions"] > 50 and m["score_mismatches"] == 0

@@ -39,7 +39,8 @@ class RequestParams(PatternParams):
     rows: int = 10_000  #: distinct customers requests cycle through
     backend: str = "http"
     schedule: str = "poisson"
-    rate: float = 200.0
+    rate: float = 200.0  #: offered rate (mean rate for diurnal, middle step for step)
+    peak_to_mean: float = 1.5  #: diurnal: peak rate over mean rate (one sine period per window)
     duration_s: float = 10.0  #: minimum measured duration of the main window
     min_requests: int = 2_000  #: ... and minimum count (whichever takes longer, MLPerf's rule)
     max_duration_s: float = 120.0  #: hard bound on the main window
@@ -66,7 +67,7 @@ class RequestParams(PatternParams):
         super().__post_init__()
         owner = "RequestParams"
         require_choice(owner, "backend", self.backend, BACKENDS)
-        require_choice(owner, "schedule", self.schedule, ("constant", "poisson"))
+        require_choice(owner, "schedule", self.schedule, load.SCHEDULES)
         require_positive(
             owner,
             rate=self.rate,
@@ -94,6 +95,10 @@ def _schedule(params: RequestParams, rate: float, measured_s: float, seed: int) 
     total = params.warmup_s + measured_s
     if params.schedule == "constant":
         return load.constant(rate, total)
+    if params.schedule == "step":  # a staircase around the rate: 0.5×, 1×, 1.5×
+        return load.step([0.5 * rate, rate, 1.5 * rate], total / 3)
+    if params.schedule == "diurnal":
+        return load.diurnal(rate, params.peak_to_mean, period_s=total, duration_s=total, seed=seed)
     return load.poisson(rate, total, seed)
 
 
