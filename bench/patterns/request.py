@@ -275,6 +275,10 @@ def _measure(
         lag_bound_s=p.lag_bound_ms / 1e3,
         in_process=p.backend == "inprocess",
     )
+    busy = meter.result.contention()
+    if busy:  # other work on the machine inflates latency: say so, as batch runs do
+        summary["valid"] = False
+        summary["invalid_reasons"].append(busy)
     mismatches = 0
     if path == "/predict":
         ok = (obs.status == 200) & ~np.isnan(obs.scores)
