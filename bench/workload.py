@@ -337,7 +337,10 @@ def ensure_dataset(rows: int, seed: int = 0, directory: Path | None = None) -> D
     path = dataset_path(rows, seed, directory)
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            meta = {}  # a corrupt sidecar means the file is stale: regenerate
         if meta.get("sha256") == sha256_file(path) and meta.get("generator_version") == GENERATOR_VERSION:
             return Dataset(path, rows, seed, meta["sha256"], GENERATOR_VERSION, meta.get("generate_seconds"))
     t0 = time.perf_counter()

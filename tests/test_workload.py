@@ -327,6 +327,14 @@ def test_ensure_dataset_regenerates_when_metadata_missing(tmp_path: Path) -> Non
     assert first.path.with_suffix(".json").exists()
 
 
+def test_ensure_dataset_regenerates_when_metadata_corrupt(tmp_path: Path) -> None:
+    first = workload.ensure_dataset(500, seed=2, directory=tmp_path)
+    first.path.with_suffix(".json").write_text('{"sha256": "trunc')
+    again = workload.ensure_dataset(500, seed=2, directory=tmp_path)
+    assert again.sha256 == first.sha256
+    assert json.loads(first.path.with_suffix(".json").read_text())["sha256"] == first.sha256
+
+
 def test_ensure_dataset_other_parameters_other_file(tmp_path: Path) -> None:
     a = workload.ensure_dataset(500, seed=2, directory=tmp_path)
     b = workload.ensure_dataset(500, seed=3, directory=tmp_path)

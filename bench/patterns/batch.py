@@ -105,7 +105,8 @@ def _pipelined(stages: _Stages, offsets: list[int], params: BatchParams) -> list
     """Read chunk i+1 and write chunk i-1 on threads while chunk i is scored (writes stay in order)."""
     timeout = params.chunk_timeout_s
     chunks: list[dict] = []
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="batch-io") as pool:
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="batch-io")
+    try:
         loading = pool.submit(stages.load, offsets[0], params.chunk_rows)
         writing = None
         for i in range(len(offsets)):
@@ -117,6 +118,15 @@ def _pipelined(stages: _Stages, offsets: list[int], params: BatchParams) -> list
                 chunks.append(writing.result(timeout=timeout))
             writing = pool.submit(stages.write, *scored)
         chunks.append(writing.result(timeout=timeout))
+    except TimeoutError as exc:
+        pool.shutdown(wait=False, cancel_futures=True)  # a stuck thread must not hold the run past its bound
+        raise BenchError(
+            f"a chunk's read or write took longer than chunk_timeout_s={timeout} s (after {len(chunks)} chunks)"
+        ) from exc
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # let a write in flight finish before the file is closed
+        raise
+    pool.shutdown(wait=True)
     return chunks
 
 
