@@ -19,10 +19,10 @@ import psutil
 
 from bench.errors import BenchError
 
-#: Percentiles reported for every latency distribution (name -> quantile).
 #: Share of the machine other processes may take during a run before the run is marked invalid.
 CONTENTION_SHARE = 0.20
 
+#: Percentiles reported for every latency distribution (name -> quantile).
 PERCENTILES: dict[str, float] = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p99_9": 0.999}
 
 

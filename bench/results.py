@@ -42,6 +42,11 @@ REQUIRED_METRICS = (
 _PACKAGES = ("lightgbm", "polars", "ray", "papermill", "numpy", "pyarrow")
 
 
+def _json_default(value: Any) -> Any:
+    """numpy scalars become numbers (not strings that then fail the number check); anything else str."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
 def new_run_id(pattern: str) -> str:
     """Sortable, unique: UTC time, pattern, random suffix."""
     return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{pattern}-{secrets.token_hex(3)}"
@@ -199,13 +204,13 @@ def run_dir_for(run_id: str, results: Path | None = None) -> Path:
 
 def write(result: RunResult, run_dir: Path) -> Path:
     """Write the samples (if any) then result.json, each atomically; the result is checked first."""
-    check(json.loads(json.dumps(result.to_dict(), default=str)), source=f"run {result.run_id}")
+    check(json.loads(json.dumps(result.to_dict(), default=_json_default)), source=f"run {result.run_id}")
     ensure_writable(run_dir)
     if result.samples is not None:
         samples = result.samples
         atomic_write_bytes(run_dir / SAMPLES_FILE, lambda tmp: samples.write_parquet(tmp))
     path = run_dir / RESULT_FILE
-    text = json.dumps(result.to_dict(), indent=2, default=str)
+    text = json.dumps(result.to_dict(), indent=2, default=_json_default)
     atomic_write_bytes(path, lambda tmp: tmp.write_text(text))
     return path
 

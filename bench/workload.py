@@ -359,5 +359,8 @@ def open_dataset(path: str | Path) -> Dataset:
         raise BenchError(f"data file {str(path)!r} does not exist; generate it with bench.workload.ensure_dataset")
     meta_path = path.with_suffix(".json")
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+    try:
+        rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise BenchError(f"data file {str(path)!r} is not a readable parquet file: {exc}") from exc
     return Dataset(path, rows, meta.get("seed", -1), sha256_file(path), meta.get("generator_version", -1))

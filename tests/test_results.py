@@ -305,3 +305,14 @@ def test_new_run_id() -> None:
     assert len(ids) == 20
     assert all("-batch-" in i for i in ids)
     assert sorted(ids)[0][:8].isdigit()
+
+
+def test_numpy_scalars_in_metrics_are_written_as_numbers(tmp_path: Path) -> None:
+    import numpy as np
+
+    result = _result()
+    result.metrics["predictions"] = np.int64(7)
+    result.metrics["throughput_per_s"] = np.float64(2.5)
+    results.write(result, tmp_path / "run")
+    loaded = results.load(tmp_path / "run")
+    assert loaded.metrics["predictions"] == 7 and loaded.metrics["throughput_per_s"] == 2.5

@@ -390,3 +390,10 @@ def test_atomic_write_leaves_no_temp_file_on_failure(tmp_path: Path) -> None:
         workload.atomic_write_bytes(target, boom)
     assert target.read_text() == "old"
     assert [p.name for p in target.parent.iterdir()] == ["out.txt"]
+
+
+def test_open_dataset_refuses_a_file_that_is_not_parquet(tmp_path: Path) -> None:
+    bad = tmp_path / "data.parquet"
+    bad.write_text("not parquet")
+    with pytest.raises(BenchError, match="not a readable parquet file"):
+        workload.open_dataset(bad)
