@@ -61,12 +61,6 @@ def diurnal(mean_rate: float, peak_to_mean: float, period_s: float, duration_s: 
     return candidates[keep]
 
 
-def offered_rate(schedule: np.ndarray, duration_s: float) -> float:
-    """Mean offered rate of a schedule over its duration."""
-    require_positive("schedule", duration_s=duration_s)
-    return schedule.size / duration_s
-
-
 # --------------------------------------------------------------------------------------------
 # Open-loop driver
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
@@ -274,16 +274,6 @@ class CpuMeter:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@dataclass
-class Counter:
-    """A named count of events (errors, timeouts, retries) kept beside samples, never folded into them."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def add(self, name: str, n: int = 1) -> None:
-        self.counts[name] = self.counts.get(name, 0) + n
 
 
 # --------------------------------------------------------------------------------------------

@@ -150,14 +150,6 @@ def test_stopwatch(fake_clock: list[int]) -> None:
     assert sw[0] == 2.5
 
 
-def test_counter() -> None:
-    c = metrics.Counter()
-    c.add("timeout")
-    c.add("error", 3)
-    c.add("timeout")
-    assert c.counts == {"timeout": 2, "error": 3}
-
-
 # --------------------------------------------------------------------------------------------
 # CpuMeter
 # --------------------------------------------------------------------------------------------

@@ -84,6 +84,11 @@ def test_a_server_that_falls_behind_shows_queueing_in_latency_and_throughput():
     assert s["latency_s"]["p99"] > 1.0 and not s["sustainable"]
 
 
+def _small(**overrides) -> RequestParams:
+    """A short run on the session's small model (5k training rows, 10 trees, 7 leaves)."""
+    return RequestParams(**{"rows": 500, "capacity": False, "train_rows": 5_000, "trees": 10, "leaves": 7, **overrides})
+
+
 # ---------------------------------------------------------------------------------- the HTTP server
 
 
@@ -129,17 +134,12 @@ def test_server_that_cannot_start_reports_its_log(tmp_path):
 
 @pytest.mark.parametrize("backend", ["inprocess", "http"])
 def test_run_answers_every_request_with_predict_scores(backend, small_dataset, small_model, tmp_path):
-    params = RequestParams(
-        rows=500,
+    params = _small(
         backend=backend,
         rate=100.0,
         duration_s=1.5,
         min_requests=100,
         warmup_s=0.3,
-        capacity=False,
-        train_rows=5_000,
-        trees=10,
-        leaves=7,
     )
     result = run(small_dataset, small_model, params, RunContext("t", tmp_path))
     m = result.metrics
@@ -167,20 +167,15 @@ def test_bad_request_params(field, value, message):
 def test_server_killed_mid_run_is_counted_and_the_run_ends_on_time(small_dataset, small_model, tmp_path):
     import time
 
-    params = RequestParams(
-        rows=500,
+    params = _small(
         backend="http",
         rate=100.0,
         duration_s=4.0,
         min_requests=100,
         warmup_s=0.5,
-        capacity=False,
         floor=False,
         fault_kill_at_s=1.0,
         timeout_s=1.0,
-        train_rows=5_000,
-        trees=10,
-        leaves=7,
     )
     t0 = time.monotonic()
     result = run(small_dataset, small_model, params, RunContext("fault", tmp_path))
@@ -200,19 +195,14 @@ def test_overload_ends_on_time_and_shows_queueing(small_dataset, small_model, tm
     import time
 
     # far above what one thread can score one row at a time
-    params = RequestParams(
-        rows=500,
+    params = _small(
         backend="inprocess",
         schedule="constant",
         rate=200_000.0,
         duration_s=1.0,
         min_requests=100,
         warmup_s=0.0,
-        capacity=False,
         timeout_s=0.5,
-        train_rows=5_000,
-        trees=10,
-        leaves=7,
     )
     t0 = time.monotonic()
     result = run(small_dataset, small_model, params, RunContext("overload", tmp_path))
@@ -232,7 +222,7 @@ def test_small_generator_lag_invalidates_the_window_but_not_the_slo_verdict():
 
 @pytest.mark.parametrize("schedule", ["constant", "poisson", "step", "diurnal"])
 def test_every_schedule_drives_a_run(schedule, small_dataset, small_model, tmp_path):
-    params = RequestParams(
+    params = _small(
         rows=200,
         backend="inprocess",
         schedule=schedule,
@@ -240,10 +230,6 @@ def test_every_schedule_drives_a_run(schedule, small_dataset, small_model, tmp_p
         duration_s=1.0,
         min_requests=50,
         warmup_s=0.0,
-        capacity=False,
-        train_rows=5_000,
-        trees=10,
-        leaves=7,
     )
     m = run(small_dataset, small_model, params, RunContext(schedule, tmp_path)).metrics
     assert m["latency_s"]["count"] == m["predictions"] > 50 and m["score_mismatches"] == 0
