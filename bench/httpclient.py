@@ -39,11 +39,16 @@ class _Connection(asyncio.Protocol):
         if end < 0 or self.waiter is None or self.waiter.done():
             return
         head = bytes(self.buf[:end]).decode("latin-1")
-        length = 0
+        length = None
         for line in head.split("\r\n")[1:]:
             name, _, value = line.partition(":")
             if name.strip().lower() == "content-length":
                 length = int(value)
+        if length is None:  # chunked or close-delimited: not what a model server should send
+            self.waiter.set_exception(HttpError(f"response without Content-Length: {head.splitlines()[0]!r}"))
+            if self.transport is not None:
+                self.transport.close()
+            return
         if len(self.buf) < end + 4 + length:
             return
         status = int(head.split(" ", 2)[1])

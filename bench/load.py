@@ -8,6 +8,8 @@ queueing (coordinated omission).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sys
 import time
 from dataclasses import dataclass
@@ -212,8 +214,9 @@ def drive_async(
     sys.setswitchinterval(0.0002)
     thread = threading.Thread(target=runner, name="load-loop", daemon=True)
     try:
-        thread.start()
-        thread.join(timeout=deadline_s + 60.0)
+        with quiet_gc():
+            thread.start()
+            thread.join(timeout=deadline_s + 60.0)
     finally:
         sys.setswitchinterval(switch)
     if thread.is_alive():
@@ -224,6 +227,23 @@ def drive_async(
     return rec.result(outcome["duration"])
 
 
+@contextlib.contextmanager
+def quiet_gc():
+    """No cyclic garbage collection inside a timed window (as ``timeit`` does): a full collection of
+    a notebook kernel's heap takes milliseconds and would show up as generator lag. Everything alive
+    before the window is frozen out of the collector; collection resumes after it."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
+
+
 def drive_sync(schedule: np.ndarray, call, *, deadline_s: float) -> Observations:
     """Open loop for an in-process server of one thread: call ``call(i)`` at each intended time.
 
@@ -231,22 +251,23 @@ def drive_sync(schedule: np.ndarray, call, *, deadline_s: float) -> Observations
     queueing (inside the latency), not generator lag; ``issued`` records the start either way.
     """
     rec = _Recorder(schedule)
-    t0 = time.perf_counter() + 0.01
-    for i, t in enumerate(schedule):
-        now = time.perf_counter() - t0
-        if now > deadline_s:
-            break
-        while now < t:
-            remaining = t - now
-            time.sleep(remaining if remaining < 0.002 else remaining - 0.001)
+    with quiet_gc():
+        t0 = time.perf_counter() + 0.01
+        for i, t in enumerate(schedule):
             now = time.perf_counter() - t0
-        rec.issued[i] = rec.sent[i] = now
-        try:
-            rec.status[i], rec.scores[i] = call(i)
-        except Exception:
-            rec.status[i] = CONN_ERROR
-        rec.done[i] = time.perf_counter() - t0
-    return rec.result(time.perf_counter() - t0)
+            if now > deadline_s:
+                break
+            while now < t:
+                remaining = t - now
+                time.sleep(remaining if remaining < 0.002 else remaining - 0.001)
+                now = time.perf_counter() - t0
+            rec.issued[i] = rec.sent[i] = now
+            try:
+                rec.status[i], rec.scores[i] = call(i)
+            except Exception:
+                rec.status[i] = CONN_ERROR
+            rec.done[i] = time.perf_counter() - t0
+        return rec.result(time.perf_counter() - t0)
 
 
 def generator_lag(obs: Observations, in_process: bool = False) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Self
@@ -46,6 +46,30 @@ def latency_summary(samples_s: np.ndarray | list[float]) -> dict[str, float | in
     out["max"] = float(x.max())
     out["tail_samples"] = {name: int(np.sum(x >= out[name])) for name in PERCENTILES}  # type: ignore[assignment]
     return out
+
+
+def knee(curve: Sequence[Mapping], factor: float = 2.0) -> dict | None:
+    """The knee of a latency-vs-load curve: the highest offered rate before p99 latency first rises
+    above ``factor`` × its value at the lowest measured rate (queueing has set in), with no errors.
+
+    ``curve`` holds points with ``offered_rate_per_s``, ``p99_s`` and ``errors`` (windows without
+    latencies are skipped). Returns the knee point's rate and p99 and the baseline it was judged
+    against, or None when no point qualifies.
+    """
+    if factor <= 1:
+        raise BenchError(f"knee factor must be > 1, got {factor}")
+    pts = sorted((p for p in curve if p.get("p99_s") is not None), key=lambda p: p["offered_rate_per_s"])
+    if not pts:
+        return None
+    base = pts[0]["p99_s"]
+    best = None
+    for p in pts:
+        if p["p99_s"] > factor * base or p.get("errors"):
+            break
+        best = p
+    if best is None:
+        return None
+    return {"rate_per_s": best["offered_rate_per_s"], "p99_s": best["p99_s"], "baseline_p99_s": base, "factor": factor}
 
 
 def throughput(count: int, seconds: float) -> float:
@@ -337,6 +361,8 @@ def window_summary(
         )
     if offered and issued.sum() < 0.99 * offered:
         reasons.append(f"load generator issued {int(issued.sum())} of {offered} offered requests (< 99%)")
+    if errors["http_4xx"]:  # the generator only sends well-formed requests: a 4xx is the harness's fault
+        reasons.append(f"{errors['http_4xx']} request(s) rejected with 4xx: the harness sent what the server refuses")
     out["valid"] = not reasons
     out["invalid_reasons"] = reasons
     # The SLO verdict still stands when the generator's lag, though above the bound, is under a tenth

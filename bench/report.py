@@ -466,6 +466,9 @@ def plot_capacity_curve(result: RunResult, ax=None):
             ax.annotate("✗", (p["offered_rate_per_s"], 1e3 * p["p99_s"]), color="red")
     ax.axhline(cap["slo_ms"], ls="--", color="grey", label=f"SLO {cap['slo_ms']:.0f} ms")
     ax.axvline(cap["rate_per_s"], ls=":", color="green", label=f"capacity {cap['rate_per_s']:.0f} req/s")
+    if cap.get("knee"):
+        k = cap["knee"]
+        ax.axvline(k["rate_per_s"], ls="-.", color="orange", label=f"knee {k['rate_per_s']:.0f} req/s")
     ax.set_yscale("log")
     ax.set_xlabel("offered rate (requests/s)")
     ax.set_ylabel("latency (ms, log)")
@@ -506,6 +509,7 @@ def request_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
                 "capacity_per_s": round(cap["rate_per_s"], 1) if cap else None,
                 "capacity_limited_by": cap.get("limited_by") if cap else None,
                 "capacity_per_core": round(cap["per_core_per_s"], 1) if cap else None,
+                "knee_per_s": round(cap["knee"]["rate_per_s"], 1) if cap and cap.get("knee") else None,
                 "start_s": round(sum(m.get("fixed_costs_s", {}).values()), 2),
                 "run_id": r.run_id,
             }

@@ -333,3 +333,23 @@ def test_cpu_meter_misuse() -> None:
         metrics.CpuMeter(interval_s=0)
     with pytest.raises(BenchError, match="before start"):
         metrics.CpuMeter().stop()
+
+
+def _pt(rate: float, p99_ms: float, errors: int = 0) -> dict:
+    return {"offered_rate_per_s": rate, "p99_s": p99_ms / 1e3, "errors": errors}
+
+
+def test_knee_is_the_last_rate_before_p99_rises_above_factor_times_baseline() -> None:
+    curve = [_pt(1600, 4.5), _pt(200, 3.0), _pt(800, 5.9), _pt(400, 3.1), _pt(3200, 400.0)]  # unsorted
+    k = metrics.knee(curve, factor=2.0)
+    assert k["rate_per_s"] == 1600 and k["baseline_p99_s"] == pytest.approx(0.003)
+    assert metrics.knee(curve, factor=1.5)["rate_per_s"] == 400  # 800's 5.9 ms > 4.5 ms stops it
+
+
+def test_knee_stops_at_errors_and_handles_empty_curves() -> None:
+    assert metrics.knee([_pt(100, 1.0), _pt(200, 1.1, errors=3), _pt(400, 1.2)])["rate_per_s"] == 100
+    assert metrics.knee([]) is None
+    assert metrics.knee([{"offered_rate_per_s": 5.0, "p99_s": None, "errors": 0}]) is None
+    assert metrics.knee([_pt(100, 1.0, errors=1)]) is None
+    with pytest.raises(BenchError, match="factor"):
+        metrics.knee([_pt(100, 1.0)], factor=1.0)

@@ -13,6 +13,7 @@ from bench.errors import BenchError
 from bench.model import make_predictor
 from bench.patterns import RunContext
 from bench.patterns.request import RequestParams, run
+from bench.serve.http_app import APPS
 from bench.serve.process import ServerProcess
 
 # ---------------------------------------------------------------------------------- schedules
@@ -69,6 +70,11 @@ def test_window_summary_flags_a_lagging_generator_as_invalid():
     assert "fell behind its schedule" in s["invalid_reasons"][0]
 
 
+def test_window_summary_rejected_requests_make_it_invalid():
+    s = metrics.window_summary(_obs(status=422), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert not s["valid"] and "rejected with 4xx" in s["invalid_reasons"][0]
+
+
 def test_window_summary_slo_and_errors_make_it_unsustainable_but_valid():
     slow = metrics.window_summary(_obs(latency=0.2), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
     assert slow["valid"] and not slow["sustainable"]
@@ -92,10 +98,11 @@ def _small(**overrides) -> RequestParams:
 # ---------------------------------------------------------------------------------- the HTTP server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=APPS)
 def server(tmp_path_factory, request):
     small_model = request.getfixturevalue("small_model")
-    srv = ServerProcess(small_model.path, tmp_path_factory.mktemp("srv") / "server.log").start(timeout_s=60)
+    log = tmp_path_factory.mktemp("srv") / "server.log"
+    srv = ServerProcess(small_model.path, log, app=request.param).start(timeout_s=60)
     yield srv, small_model
     srv.stop()
 
@@ -122,7 +129,55 @@ def test_server_scores_equal_predict_and_bad_bodies_get_4xx(server, small_datase
     status, body = _post(srv.port, json.dumps({"features": [1.0, 2.0]}).encode())
     assert status == 422 and "expected 32 features" in body["error"]
     assert _post(srv.port, json.dumps({"features": ["a"] * 32}).encode())[0] == 422
+    assert _post(srv.port, json.dumps([1.0] * 32).encode())[0] == 422  # a list, not an object
     assert srv.healthy()  # still serving
+
+
+def test_server_noop_and_unknown_routes(server):
+    srv, _ = server
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.request("GET", "/noop")
+    resp = conn.getresponse()
+    assert resp.status == 200 and json.loads(resp.read()) == {"score": 0.0}
+    assert resp.getheader("content-length")  # the load generator's client needs it
+    conn.request("GET", "/nowhere")
+    resp = conn.getresponse()
+    assert resp.status == 404
+    resp.read()
+    conn.close()
+
+
+def test_client_refuses_a_response_without_content_length():
+    import asyncio
+
+    from bench.httpclient import HttpError, HttpPool
+
+    async def handler(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async def main():
+        srv = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        pool = HttpPool("127.0.0.1", port, 1)
+        try:
+            with pytest.raises(HttpError, match="without Content-Length"):
+                await pool.request(pool.encode("GET", "/"), 5.0)
+        finally:
+            pool.close()
+            srv.close()
+
+    asyncio.run(main())
+
+
+def test_quiet_gc_pauses_collection_only_inside_the_window():
+    import gc
+
+    assert gc.isenabled()
+    with load.quiet_gc():
+        assert not gc.isenabled() and gc.get_freeze_count() > 0
+    assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
 def test_server_that_cannot_start_reports_its_log(tmp_path):
@@ -132,10 +187,11 @@ def test_server_that_cannot_start_reports_its_log(tmp_path):
         ServerProcess(bad, tmp_path / "server.log").start(timeout_s=30)
 
 
-@pytest.mark.parametrize("backend", ["inprocess", "http"])
-def test_run_answers_every_request_with_predict_scores(backend, small_dataset, small_model, tmp_path):
+@pytest.mark.parametrize(("backend", "app"), [("inprocess", "fastapi"), ("http", "fastapi"), ("http", "asgi")])
+def test_run_answers_every_request_with_predict_scores(backend, app, small_dataset, small_model, tmp_path):
     params = _small(
         backend=backend,
+        server_app=app,
         rate=100.0,
         duration_s=1.5,
         min_requests=100,
@@ -157,6 +213,8 @@ def test_run_answers_every_request_with_predict_scores(backend, small_dataset, s
         ("rate", 0.0, "'rate' must be > 0"),
         ("schedule", "bursty", "'schedule' must be one of"),
         ("warmup_s", -1.0, "'warmup_s' must be >= 0"),
+        ("server_app", "flask", "'server_app' must be one of"),
+        ("knee_factor", 1.0, "'knee_factor' must be > 1"),
     ],
 )
 def test_bad_request_params(field, value, message):

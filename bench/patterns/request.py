@@ -27,6 +27,7 @@ from bench.model import Model, make_predictor
 from bench.params import require_choice, require_positive
 from bench.patterns import Pattern, PatternParams, RunContext, new_result
 from bench.results import RunResult, ensure_writable
+from bench.serve.http_app import APPS
 from bench.serve.process import ServerProcess
 
 BACKENDS = ("inprocess", "http", "ray_serve")
@@ -52,9 +53,12 @@ class RequestParams(PatternParams):
     capacity_window_s: float = 4.0
     capacity_max_rate: float = 5_000.0
     capacity_tolerance: float = 0.1  #: stop bisecting when hi/lo < 1 + tolerance
+    knee_factor: float = 2.0  #: the knee: last rate before p99 exceeds this × its lowest-load value
     floor: bool = True  #: measure the no-op endpoint of the same server (http)
     host: str = "127.0.0.1"
     server_workers: int = 1  #: http: uvicorn worker processes
+    server_app: str = "fastapi"  #: http: "fastapi", or "asgi" (a bare ASGI app: the framework's cost removed)
+    server_gc_freeze: bool = True  #: http: freeze the server's start-up heap out of the cyclic GC
     replicas: int = 1  #: ray_serve: deployment replicas
     ray_address: str = ""  #: ray_serve: a cluster to join ("" = start a local Ray for the run)
     connections: int = 64
@@ -68,6 +72,7 @@ class RequestParams(PatternParams):
         owner = "RequestParams"
         require_choice(owner, "backend", self.backend, BACKENDS)
         require_choice(owner, "schedule", self.schedule, load.SCHEDULES)
+        require_choice(owner, "server_app", self.server_app, APPS)
         require_positive(
             owner,
             rate=self.rate,
@@ -80,6 +85,7 @@ class RequestParams(PatternParams):
             capacity_window_s=self.capacity_window_s,
             capacity_max_rate=self.capacity_max_rate,
             capacity_tolerance=self.capacity_tolerance,
+            knee_factor=self.knee_factor,
             server_workers=self.server_workers,
             connections=self.connections,
         )
@@ -89,6 +95,8 @@ class RequestParams(PatternParams):
             raise BenchError(f"{owner} parameter 'fault_kill_at_s' needs backend 'http', got {self.backend!r}")
         if self.warmup_s < 0:
             raise BenchError(f"{owner} parameter 'warmup_s' must be >= 0, got {self.warmup_s}")
+        if not self.knee_factor > 1:
+            raise BenchError(f"{owner} parameter 'knee_factor' must be > 1, got {self.knee_factor}")
 
 
 def _schedule(params: RequestParams, rate: float, measured_s: float, seed: int) -> np.ndarray:
@@ -160,6 +168,8 @@ class _Http(_Backend):
             host=p.host,
             workers=p.server_workers,
             num_threads=p.num_threads,
+            app=p.server_app,
+            gc_freeze=p.server_gc_freeze,
         ).start()
         self.fixed_costs_s["server_start"] = self.server.start_seconds or 0.0
         self.roots = {"server": self.server.pid}
@@ -195,6 +205,8 @@ class _Http(_Backend):
                     port=old.port,
                     workers=old.workers,
                     num_threads=old.num_threads,
+                    app=old.app,
+                    gc_freeze=old.gc_freeze,
                 )
                 try:
                     self.server.start()
@@ -330,6 +342,7 @@ def _capacity(backend: _Backend) -> dict:
             limited_by = "generator"
             break
         lo, hi = (mid, hi) if verdict else (lo, mid)
+    curve = [_curve_point(w) for w in windows]
     return {
         "rate_per_s": lo,
         "per_core_per_s": lo / backend.cores,
@@ -338,8 +351,9 @@ def _capacity(backend: _Backend) -> dict:
         "limited_by": limited_by,
         "slo_ms": p.slo_ms,
         "window_s": p.capacity_window_s,
-        "windows_with_generator_lag_above_bound": sum(1 for w in windows if not w.summary["valid"]),
-        "curve": [_curve_point(w) for w in windows],
+        "invalid_windows": sum(1 for w in windows if not w.summary["valid"]),
+        "curve": curve,
+        "knee": metrics.knee(curve, p.knee_factor),
         "_windows": windows,
     }
 
@@ -356,6 +370,7 @@ def _curve_point(w: _Window) -> dict:
         "errors": s["error_count"],
         "sustainable": s["sustainable"],
         "valid": s["valid"],
+        "invalid_reasons": list(s["invalid_reasons"]),
         "generator_lag_p99_s": (s["generator_lag_s"] or {}).get("p99"),
     }
 

@@ -41,7 +41,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class ServerProcess:
-    """uvicorn serving ``bench.serve.http_app`` with the model loaded once at start.
+    """uvicorn serving ``bench.serve.http_app`` (``app``: fastapi or asgi) with the model loaded once at start.
 
     ``workers`` is uvicorn's process count (one event loop and one GIL each); each scores with
     ``num_threads`` OpenMP threads — 1, since single-row calls with more threads only spin.
@@ -56,10 +56,12 @@ class ServerProcess:
         port: int = 0,
         workers: int = 1,
         num_threads: int = 1,
+        app: str = "fastapi",
+        gc_freeze: bool = True,
     ) -> None:
         self.model_path, self.log_path = Path(model_path), Path(log_path)
         self.host, self.port = host, port or free_port(host)
-        self.workers, self.num_threads = workers, num_threads
+        self.workers, self.num_threads, self.app, self.gc_freeze = workers, num_threads, app, gc_freeze
         self.proc: subprocess.Popen | None = None
         self.start_seconds: float | None = None
 
@@ -100,6 +102,8 @@ class ServerProcess:
         env = os.environ | {
             "BENCH_MODEL_PATH": str(self.model_path),
             "BENCH_NUM_THREADS": str(self.num_threads),
+            "BENCH_SERVER_APP": self.app,
+            "BENCH_SERVER_GC_FREEZE": "1" if self.gc_freeze else "0",
             "OMP_NUM_THREADS": str(self.num_threads),
         }
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
