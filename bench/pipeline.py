@@ -16,6 +16,7 @@ from typing import Any
 from bench import paths, patterns, profiles, results
 from bench.errors import BenchError
 from bench.params import from_string, parse
+from bench.patterns.request import request_label
 
 #: The Jupyter kernel the pipeline runs notebooks in: this interpreter, registered under the venv.
 KERNEL_NAME = "bench"
@@ -140,7 +141,7 @@ def full(profile: str, results_dir: Path | None = None, log=print) -> Path:
         sweep = prof.sweep(name)
         for i, values in enumerate(sweep, 1):
             run_dir = run_pattern(name, values, profile, results_dir)
-            what = f"{values['backend']} backend" if name == "request" else f"{values.get('rows')} rows"
+            what = request_label(values) if name == "request" else f"{values.get('rows')} rows"
             log(f"[bench] {name} {i}/{len(sweep)} ({what}): {run_dir}")
     html = report(results_dir, profile)
     log(f"[bench] done in {time.perf_counter() - t0:.0f} s")

@@ -19,8 +19,9 @@ class Profile:
     batch: dict[str, Any] = field(default_factory=dict)  #: other BatchParams for every batch run
     repeats: int = 1  #: runs per sweep point, so the report can show spread
     request: dict[str, Any] = field(default_factory=dict)  #: RequestParams of a single ``bench run request``
-    request_backends: tuple[str, ...] = ()  #: backends the pipeline measures, one run each
-    request_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  #: per-backend RequestParams
+    #: the per-request runs the pipeline makes: each a backend and its own RequestParams over ``request``
+    request_variants: tuple[dict[str, Any], ...] = ()
+    request_repeats: int = 1  #: runs per request variant (each one costs a capacity search)
 
     def pattern_params(self, pattern: str) -> dict[str, Any]:
         """Parameters a single ``bench run <pattern>`` starts from (the sweep's smallest point)."""
@@ -36,8 +37,9 @@ class Profile:
             return [{**self.model, **self.batch, "rows": rows} for rows in self.batch_rows for _ in range(self.repeats)]
         if pattern == "request":
             return [
-                {**self.model, **self.request, "backend": b, **self.request_overrides.get(b, {})}
-                for b in self.request_backends
+                {**self.model, **self.request, **variant}
+                for variant in self.request_variants
+                for _ in range(self.request_repeats)
             ]
         return []
 
@@ -59,7 +61,7 @@ PROFILES: dict[str, Profile] = {
                 "warmup_s": 0.5,
                 "capacity": False,
             },
-            request_backends=("inprocess", "http"),
+            request_variants=({"backend": "inprocess"}, {"backend": "http"}, {"backend": "http", "server_app": "asgi"}),
         ),
         Profile(
             name="default",
@@ -69,9 +71,13 @@ PROFILES: dict[str, Profile] = {
             batch={"chunk_rows": 250_000, "num_threads": 2},
             repeats=3,
             request={"rate": 200.0, "duration_s": 10.0, "capacity_window_s": 4.0},
-            request_backends=("inprocess", "http", "ray_serve"),
-            # Ray Serve on 2 cores answers well under 100 req/s: start its search lower.
-            request_overrides={"ray_serve": {"rate": 25.0, "min_requests": 250}},
+            request_variants=(
+                {"backend": "inprocess"},
+                {"backend": "http"},
+                {"backend": "http", "server_app": "asgi"},
+                # Ray Serve on 2 cores answers well under 100 req/s: start its search lower.
+                {"backend": "ray_serve", "rate": 25.0, "min_requests": 250},
+            ),
         ),
         Profile(
             name="full",
@@ -81,8 +87,14 @@ PROFILES: dict[str, Profile] = {
             batch={"chunk_rows": 500_000, "num_threads": 2},
             repeats=3,
             request={"rate": 200.0, "duration_s": 30.0, "capacity_window_s": 8.0},
-            request_backends=("inprocess", "http", "ray_serve"),
-            request_overrides={"ray_serve": {"rate": 25.0, "min_requests": 750}},
+            request_variants=(
+                {"backend": "inprocess"},
+                {"backend": "http"},
+                {"backend": "http", "server_app": "asgi"},
+                {"backend": "http", "server_app": "asgi", "server_workers": 2},
+                {"backend": "ray_serve", "rate": 25.0, "min_requests": 750},
+            ),
+            request_repeats=3,
         ),
     )
 }

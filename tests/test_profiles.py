@@ -22,6 +22,9 @@ def test_every_sweep_point_parses(name):
 def test_profiles_measure_every_backend_they_promise():
     assert {v["backend"] for v in profiles.get("default").sweep("request")} == {"inprocess", "http", "ray_serve"}
     assert {v["backend"] for v in profiles.get("smoke").sweep("request")} == {"inprocess", "http"}
+    apps = {v.get("server_app", "fastapi") for v in profiles.get("default").sweep("request") if v["backend"] == "http"}
+    assert apps == {"fastapi", "asgi"}
+    assert len(profiles.get("full").sweep("request")) == 3 * len(profiles.get("full").request_variants)
     default_batch = profiles.get("default").sweep("batch")
     assert len(default_batch) == 3 * len(profiles.get("default").batch_rows)
     assert max(v["rows"] for v in default_batch) == 1_000_000

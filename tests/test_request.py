@@ -291,3 +291,12 @@ def test_every_schedule_drives_a_run(schedule, small_dataset, small_model, tmp_p
     )
     m = run(small_dataset, small_model, params, RunContext(schedule, tmp_path)).metrics
     assert m["latency_s"]["count"] == m["predictions"] > 50 and m["score_mismatches"] == 0
+
+
+def test_request_labels_name_the_server_configuration():
+    from bench.patterns.request import request_label
+
+    assert request_label(RequestParams(backend="http")) == "http"
+    assert request_label({"backend": "http", "server_app": "asgi", "server_workers": 2}) == "http[asgi,2w]"
+    assert request_label({"backend": "http", "num_threads": 2}) == "http[2t]"
+    assert request_label({"backend": "ray_serve", "server_app": "asgi"}) == "ray_serve"

@@ -99,6 +99,20 @@ class RequestParams(PatternParams):
             raise BenchError(f"{owner} parameter 'knee_factor' must be > 1, got {self.knee_factor}")
 
 
+def request_label(params: RequestParams | dict) -> str:
+    """The backend as reports name it: ``http`` is FastAPI, one worker, one thread; else ``http[asgi,2w,2t]``."""
+    get = params.get if isinstance(params, dict) else lambda k, d=None: getattr(params, k, d)
+    backend = get("backend", "http")
+    if backend != "http":
+        return backend
+    tags = [get("server_app", "fastapi")] if get("server_app", "fastapi") != "fastapi" else []
+    if get("server_workers", 1) != 1:
+        tags.append(f"{get('server_workers')}w")
+    if get("num_threads", 1) != 1:
+        tags.append(f"{get('num_threads')}t")
+    return f"http[{','.join(tags)}]" if tags else "http"
+
+
 def _schedule(params: RequestParams, rate: float, measured_s: float, seed: int) -> np.ndarray:
     total = params.warmup_s + measured_s
     if params.schedule == "constant":
@@ -407,7 +421,7 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
     server_cpu = sum(v for k, v in main.cpu.by_label.items() if k != "generator")
     generator_cpu = main.cpu.by_label.get("generator", 0.0)
     cpu = main.cpu.cpu_s if params.backend == "inprocess" else server_cpu
-    result = new_result("request", f"{params.backend}/{params.predictor}", params, context, model, data)
+    result = new_result("request", f"{request_label(params)}/{params.predictor}", params, context, model, data)
     predictions = s["completed"]
     m = {
         "predictions": predictions,
