@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 import polars as pl
 
-from bench import load, metrics, workload
+from bench import capacity, load, metrics, workload
 from bench.errors import BenchError
 from bench.httpclient import HttpPool
 from bench.model import Model, make_predictor
@@ -325,44 +325,16 @@ def _capacity(backend: _Backend) -> dict:
             return None  # the generator, not the server, set the limit: stop searching
         return w.summary["sustainable"]
 
-    lo, hi, limited_by = 0.0, None, "slo"
-    rate = min(p.rate, p.capacity_max_rate)
-    while hi is None:
-        verdict = passes(rate)
-        if verdict is None:
-            limited_by = "generator"
-            break
-        if verdict:
-            lo = rate
-            if rate >= p.capacity_max_rate:
-                limited_by = "capacity_max_rate"
-                break
-            rate = min(rate * 2, p.capacity_max_rate)
-        else:
-            hi = rate
-            if lo == 0.0:  # even the first rate failed: bisect down from it
-                lo_probe = rate / 2
-                while lo_probe >= 1.0 and len(windows) < 12:
-                    verdict = passes(lo_probe)
-                    if verdict:
-                        lo = lo_probe
-                        break
-                    hi = lo_probe
-                    lo_probe /= 2
-    while hi is not None and lo > 0 and hi / lo > 1 + p.capacity_tolerance and len(windows) < 16:
-        mid = (lo + hi) / 2
-        verdict = passes(mid)
-        if verdict is None:
-            limited_by = "generator"
-            break
-        lo, hi = (mid, hi) if verdict else (lo, mid)
+    found = capacity.search(
+        passes, start=p.rate, max_rate=p.capacity_max_rate, tolerance=p.capacity_tolerance, max_windows=16
+    )
     curve = [_curve_point(w) for w in windows]
     return {
-        "rate_per_s": lo,
-        "per_core_per_s": lo / backend.cores,
+        "rate_per_s": found.rate_per_s,
+        "per_core_per_s": found.rate_per_s / backend.cores,
         "cores": backend.cores,
-        "first_failing_rate_per_s": hi,
-        "limited_by": limited_by,
+        "first_failing_rate_per_s": found.first_failing_rate_per_s,
+        "limited_by": found.limited_by,
         "slo_ms": p.slo_ms,
         "window_s": p.capacity_window_s,
         "invalid_windows": sum(1 for w in windows if not w.summary["valid"]),
@@ -400,7 +372,7 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
     backend = _BACKENDS[params.backend](params, X, expected, model, run_dir)
     measured_s = min(max(params.duration_s, params.min_requests / params.rate), params.max_duration_s)
     windows: list[_Window] = []
-    capacity = None
+    cap = None
     try:
         with metrics.stopwatch() as start_s:
             backend.start()
@@ -412,8 +384,8 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
         main = _measure(backend, "main", params.rate, measured_s, params.seed)
         windows.append(main)
         if params.capacity:
-            capacity = _capacity(backend)
-            windows.extend(capacity.pop("_windows"))
+            cap = _capacity(backend)
+            windows.extend(cap.pop("_windows"))
     finally:
         backend.stop()
 
@@ -441,7 +413,7 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
         "cpu": main.cpu.to_dict(),
         "floor_latency_s": floor.summary["latency_s"] if floor else None,
         "floor_service_s": floor.summary["service_s"] if floor else None,
-        "capacity": capacity,
+        "capacity": cap,
         "score_mismatches": sum(w.mismatches for w in windows),
         "unavailability": metrics.unavailability(main.obs, params.warmup_s),
         "fault_events": backend.events,

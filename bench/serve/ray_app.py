@@ -1,21 +1,20 @@
 """The per-request model server as a Ray Serve deployment: same routes and answers as ``http_app``.
 
-Ray is started locally for the run (dashboard off: it doubles Ray's memory) unless ``ray_address``
-points at a cluster; its temp dir is per run, so nothing lands in $HOME.
+Ray is started for the run by ``bench.raysession`` (local, loopback-only, dashboard off) unless
+``ray_address`` points at a cluster.
 """
 
 # No `from __future__ import annotations`: Serve wraps the handlers, and FastAPI must see `Request`
 # as a real class, not a string, or it reads `request` as a query parameter.
 
-import os
-import tempfile
 import time
 from pathlib import Path
 
-import psutil
 from fastapi import FastAPI, Request  # module level: FastAPI resolves the handlers' annotations here
+from fastapi.responses import Response
 
 from bench.errors import BenchError
+from bench.raysession import RaySession
 
 
 def _deployment(replicas: int, num_threads: int):
@@ -29,22 +28,22 @@ def _deployment(replicas: int, num_threads: int):
         """Loads the model once per replica; scoring is the same code as the uvicorn server's."""
 
         def __init__(self, model_path: str) -> None:
-            from bench.serve import http_app
+            from bench.serve.http_app import Scorer
 
-            self.inner = http_app.create_app(model_path, num_threads)
-            self.routes = {r.path: r.endpoint for r in self.inner.routes if hasattr(r, "endpoint")}
+            self.scorer = Scorer(model_path, num_threads)
 
         @app.get("/noop")
         async def noop(self):
-            return await self.routes["/noop"]()
+            return Response(self.scorer.noop_body, media_type="application/json")
 
         @app.get("/health")
         async def health(self):
-            return await self.routes["/health"]()
+            return Response(self.scorer.health_body, media_type="application/json")
 
         @app.post("/predict")
         async def predict(self, request: Request):
-            return await self.routes["/predict"](request)
+            status, body = self.scorer.predict(await request.body())
+            return Response(body, status_code=status, media_type="application/json")
 
     return Scorer
 
@@ -67,24 +66,15 @@ class RayServeServer:
         self.model_path, self.host, self.port = Path(model_path), host, port or free_port(host)
         self.replicas, self.num_threads, self.address = replicas, num_threads, address
         self.fixed_costs_s: dict[str, float] = {}
-        self.temp_dir = ""
+        self.session = RaySession(address=address)
 
     def start(self, timeout_s: float = 180.0) -> "RayServeServer":
-        import ray
         from ray import serve
 
         from bench.serve.process import wait_healthy
 
-        t0 = time.perf_counter()
-        if self.address:
-            ray.init(address=self.address, log_to_driver=False)
-        else:
-            # short path: Ray's unix sockets must fit in 107 bytes
-            self.temp_dir = tempfile.mkdtemp(prefix="bray-", dir="/tmp")
-            # A local, loopback-only instance for one run: without this Ray writes a token to ~/.ray.
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-            ray.init(include_dashboard=False, num_cpus=os.cpu_count(), _temp_dir=self.temp_dir, log_to_driver=False)
-        self.fixed_costs_s["ray_start"] = time.perf_counter() - t0
+        self.session.start()
+        self.fixed_costs_s["ray_start"] = self.session.start_s
         t1 = time.perf_counter()
         serve.start(http_options={"host": self.host, "port": self.port})
         serve.run(
@@ -98,21 +88,13 @@ class RayServeServer:
 
     def ray_roots(self) -> dict[str, int]:
         """Ray's processes (raylet, GCS, workers, proxy) as CPU-meter roots, each labelled ``ray:<name>``."""
-        me = psutil.Process()
-        roots = {}
-        for child in me.children(recursive=False):
-            try:
-                roots[f"ray:{child.name()}:{child.pid}"] = child.pid
-            except psutil.Error:
-                continue
-        return roots
+        return self.session.roots()
 
     def stop(self) -> None:
-        import ray
         from ray import serve
 
         try:
             serve.shutdown()
         except Exception:  # noqa: BLE001 - shutting down after a failure must not mask it
             pass
-        ray.shutdown()
+        self.session.stop()
