@@ -103,7 +103,9 @@ class Observations:
         ).with_columns([pl.lit(v).alias(k) for k, v in extra.items()])
 
 
-class _Recorder:
+class Recorder:
+    """Per-request arrays of one window, filled in as requests are issued, sent and answered."""
+
     def __init__(self, schedule: np.ndarray) -> None:
         n = schedule.size
         self.intended = schedule
@@ -142,7 +144,7 @@ def drive_async(
     except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
         new_loop = asyncio.new_event_loop
 
-    rec = _Recorder(schedule)
+    rec = Recorder(schedule)
     loop = new_loop()
     pending: set = set()
     stop = threading.Event()
@@ -250,7 +252,7 @@ def drive_sync(schedule: np.ndarray, call, *, deadline_s: float) -> Observations
     The caller is the server, so a call that starts late because the previous one ran long is
     queueing (inside the latency), not generator lag; ``issued`` records the start either way.
     """
-    rec = _Recorder(schedule)
+    rec = Recorder(schedule)
     with quiet_gc():
         t0 = time.perf_counter() + 0.01
         for i, t in enumerate(schedule):

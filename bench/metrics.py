@@ -352,6 +352,7 @@ def window_summary(
         "latency_s": latency_summary((obs.done - obs.intended)[ok]) if ok.any() else None,
         "service_s": latency_summary((obs.done - obs.sent)[ok]) if ok.any() else None,
         "generator_lag_s": latency_summary(np.maximum(lag, 0.0)) if lag.size else None,
+        "latency_trend_s": latency_trend(obs.intended[ok], (obs.done - obs.intended)[ok]),
     }
     reasons = []
     if lag.size and out["generator_lag_s"]["p99"] > lag_bound_s:
@@ -370,10 +371,31 @@ def window_summary(
     lag_p99 = out["generator_lag_s"]["p99"] if out["generator_lag_s"] else 0.0
     out["slo_decidable"] = bool(out["valid"] or (issued.sum() >= 0.99 * offered and lag_p99 < 0.1 * slo_s))
     p99 = out["latency_s"]["p99"] if out["latency_s"] else float("inf")
+    trend = out["latency_trend_s"]
+    # A queue that grows through the window is a system behind its load even if the SLO still holds:
+    # median latency in the last third more than twice the first third's, by more than a tenth of the SLO.
+    out["falling_behind"] = bool(
+        trend and trend["last"] > 2 * trend["first"] and trend["last"] - trend["first"] > 0.1 * slo_s
+    )
     out["sustainable"] = bool(
-        out["slo_decidable"] and out["error_count"] == 0 and p99 <= slo_s and ok.sum() >= 0.99 * offered
+        out["slo_decidable"]
+        and out["error_count"] == 0
+        and p99 <= slo_s
+        and ok.sum() >= 0.99 * offered
+        and not out["falling_behind"]
     )
     return out
+
+
+def latency_trend(t: np.ndarray, latency: np.ndarray) -> dict | None:
+    """Median latency of the first and the last third of a window's answered requests, by intended
+    time: a growing queue shows as a rising trend. None with fewer than 30 answers."""
+    if t.size < 30:
+        return None
+    order = np.argsort(t, kind="stable")
+    third = t.size // 3
+    first, last = latency[order[:third]], latency[order[-third:]]
+    return {"first": float(np.median(first)), "last": float(np.median(last)), "count_per_third": int(third)}
 
 
 def unavailability(obs, warmup_s: float = 0.0) -> dict | None:

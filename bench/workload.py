@@ -331,25 +331,33 @@ def dataset_path(rows: int, seed: int, directory: Path | None = None) -> Path:
 ROW_GROUP_ROWS = 100_000
 
 
-def ensure_dataset(rows: int, seed: int = 0, directory: Path | None = None) -> Dataset:
-    """Return the dataset for (rows, seed), generating it only if absent or its hash no longer matches."""
-    require_positive("workload", rows=rows)
-    path = dataset_path(rows, seed, directory)
+def cached_parquet(path: Path, build, identity: dict) -> dict:
+    """Return the sidecar of ``path`` if the file is there with the same identity and hash, else
+    ``build()`` a DataFrame, write it atomically (row groups for sliced reads) and its sidecar."""
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists():
         try:
             meta = json.loads(meta_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             meta = {}  # a corrupt sidecar means the file is stale: regenerate
-        if meta.get("sha256") == sha256_file(path) and meta.get("generator_version") == GENERATOR_VERSION:
-            return Dataset(path, rows, seed, meta["sha256"], GENERATOR_VERSION, meta.get("generate_seconds"))
+        if all(meta.get(k) == v for k, v in identity.items()) and meta.get("sha256") == sha256_file(path):
+            return meta
     t0 = time.perf_counter()
-    df = generate(rows, seed)
+    df = build()
     gen_s = time.perf_counter() - t0
     atomic_write_bytes(path, lambda tmp: df.write_parquet(tmp, row_group_size=ROW_GROUP_ROWS, statistics=True))
-    ds = Dataset(path, rows, seed, sha256_file(path), GENERATOR_VERSION, round(gen_s, 3))
-    atomic_write_bytes(meta_path, lambda tmp: tmp.write_text(json.dumps(ds.to_dict(), indent=2)))
-    return ds
+    meta = {"path": str(path), **identity, "sha256": sha256_file(path), "generate_seconds": round(gen_s, 3)}
+    atomic_write_bytes(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+    return meta
+
+
+def ensure_dataset(rows: int, seed: int = 0, directory: Path | None = None) -> Dataset:
+    """Return the dataset for (rows, seed), generating it only if absent or its hash no longer matches."""
+    require_positive("workload", rows=rows)
+    path = dataset_path(rows, seed, directory)
+    identity = {"rows": rows, "seed": seed, "generator_version": GENERATOR_VERSION}
+    meta = cached_parquet(path, lambda: generate(rows, seed), identity)
+    return Dataset(path, rows, seed, meta["sha256"], GENERATOR_VERSION, meta.get("generate_seconds"))
 
 
 def open_dataset(path: str | Path) -> Dataset:

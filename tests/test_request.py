@@ -70,6 +70,15 @@ def test_window_summary_flags_a_lagging_generator_as_invalid():
     assert "fell behind its schedule" in s["invalid_reasons"][0]
 
 
+def test_a_queue_that_grows_within_the_slo_is_not_sustainable():
+    o = _obs(n=1000, rate=100.0)
+    o.done = o.issued + np.linspace(0.001, 0.040, 1000)  # latency climbs towards, never past, the SLO
+    s = metrics.window_summary(o, warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert s["latency_s"]["p99"] < 0.05 and s["falling_behind"] and not s["sustainable"]
+    steady = metrics.window_summary(_obs(), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert not steady["falling_behind"] and steady["latency_trend_s"]["count_per_third"] == 300
+
+
 def test_window_summary_rejected_requests_make_it_invalid():
     s = metrics.window_summary(_obs(status=422), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
     assert not s["valid"] and "rejected with 4xx" in s["invalid_reasons"][0]

@@ -63,9 +63,9 @@ class Pattern:
 
 
 def _registry() -> dict[str, Pattern]:
-    from bench.patterns import batch, request
+    from bench.patterns import batch, microbatch, request
 
-    return {p.name: p for p in (batch.PATTERN, request.PATTERN)}
+    return {p.name: p for p in (batch.PATTERN, microbatch.PATTERN, request.PATTERN)}
 
 
 def get(name: str) -> Pattern:
