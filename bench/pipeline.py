@@ -129,6 +129,15 @@ def setup_notebooks(profile: str, results_dir: Path | None = None) -> None:
     execute("01_model.ipynb", out / "01_model.ipynb", {"profile": profile, **prof.model})
 
 
+def _describe(pattern: str, values: dict[str, Any]) -> str:
+    """One sweep point in a progress line."""
+    if pattern == "request":
+        return request_label(values)
+    if pattern == "microbatch":
+        return f"max_batch {values.get('max_batch', 1000)}, max_wait {values.get('max_wait_ms', 50.0)} ms"
+    return f"{values.get('rows')} rows"
+
+
 def full(profile: str, results_dir: Path | None = None, log=print) -> Path:
     """Everything ``make report`` does: data, model, every pattern's sweep, then the report."""
     prof = profiles.get(profile)
@@ -141,8 +150,7 @@ def full(profile: str, results_dir: Path | None = None, log=print) -> Path:
         sweep = prof.sweep(name)
         for i, values in enumerate(sweep, 1):
             run_dir = run_pattern(name, values, profile, results_dir)
-            what = request_label(values) if name == "request" else f"{values.get('rows')} rows"
-            log(f"[bench] {name} {i}/{len(sweep)} ({what}): {run_dir}")
+            log(f"[bench] {name} {i}/{len(sweep)} ({_describe(name, values)}): {run_dir}")
     html = report(results_dir, profile)
     log(f"[bench] done in {time.perf_counter() - t0:.0f} s")
     return html

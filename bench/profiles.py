@@ -22,6 +22,8 @@ class Profile:
     #: the per-request runs the pipeline makes: each a backend and its own RequestParams over ``request``
     request_variants: tuple[dict[str, Any], ...] = ()
     request_repeats: int = 1  #: runs per request variant (each one costs a capacity search)
+    microbatch: dict[str, Any] = field(default_factory=dict)  #: MicrobatchParams of every streaming run
+    microbatch_variants: tuple[dict[str, Any], ...] = ()  #: the batch configurations the pipeline sweeps
 
     def pattern_params(self, pattern: str) -> dict[str, Any]:
         """Parameters a single ``bench run <pattern>`` starts from (the sweep's smallest point)."""
@@ -29,6 +31,8 @@ class Profile:
             return {**self.model, **self.batch, "rows": self.batch_rows[0]}
         if pattern == "request":
             return {**self.model, **self.request}
+        if pattern == "microbatch":
+            return {**self.model, **self.microbatch}
         return dict(self.model)
 
     def sweep(self, pattern: str) -> list[dict[str, Any]]:
@@ -41,6 +45,8 @@ class Profile:
                 for variant in self.request_variants
                 for _ in range(self.request_repeats)
             ]
+        if pattern == "microbatch":
+            return [{**self.model, **self.microbatch, **variant} for variant in self.microbatch_variants]
         return []
 
 
@@ -62,6 +68,18 @@ PROFILES: dict[str, Profile] = {
                 "capacity": False,
             },
             request_variants=({"backend": "inprocess"}, {"backend": "http"}, {"backend": "http", "server_app": "asgi"}),
+            microbatch={
+                "rows": 2_000,
+                "events": 4_000,
+                "rate": 500.0,
+                "duration_s": 2.0,
+                "min_events": 300,
+                "warmup_s": 0.3,
+                "max_batch": 200,
+                "capacity": False,
+                "saturation_events": 5_000,
+            },
+            microbatch_variants=({},),
         ),
         Profile(
             name="default",
@@ -78,6 +96,8 @@ PROFILES: dict[str, Profile] = {
                 # Ray Serve on 2 cores answers well under 100 req/s: start its search lower.
                 {"backend": "ray_serve", "rate": 25.0, "min_requests": 250},
             ),
+            microbatch={"rate": 2_000.0, "duration_s": 6.0, "capacity_window_s": 4.0, "saturation_events": 200_000},
+            microbatch_variants=({"max_batch": 1_000, "max_wait_ms": 50.0}, {"max_batch": 100, "max_wait_ms": 10.0}),
         ),
         Profile(
             name="full",
@@ -95,6 +115,18 @@ PROFILES: dict[str, Profile] = {
                 {"backend": "ray_serve", "rate": 25.0, "min_requests": 750},
             ),
             request_repeats=3,
+            microbatch={
+                "rate": 2_000.0,
+                "duration_s": 20.0,
+                "capacity_window_s": 8.0,
+                "saturation_events": 500_000,
+                "events": 1_000_000,
+            },
+            microbatch_variants=(
+                {"max_batch": 10_000, "max_wait_ms": 200.0},
+                {"max_batch": 1_000, "max_wait_ms": 50.0},
+                {"max_batch": 100, "max_wait_ms": 10.0},
+            ),
         ),
     )
 }

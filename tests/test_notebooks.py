@@ -37,7 +37,14 @@ def _outputs_text(path: Path) -> str:
 
 
 def test_committed_notebooks_are_clean_and_parameterized():
-    assert NOTEBOOKS == ["00_data.ipynb", "01_model.ipynb", "10_batch.ipynb", "30_request.ipynb", "90_report.ipynb"]
+    assert NOTEBOOKS == [
+        "00_data.ipynb",
+        "01_model.ipynb",
+        "10_batch.ipynb",
+        "20_microbatch.ipynb",
+        "30_request.ipynb",
+        "90_report.ipynb",
+    ]
     for name in NOTEBOOKS:
         nb = nbformat.read(paths.notebooks_dir() / name, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
@@ -120,7 +127,16 @@ def test_request_notebook_runs_every_backend(nb_results, backend, rate):
     assert (run_dir / "30_request.ipynb").exists() and (run_dir / "samples.parquet").exists()
 
 
-@pytest.mark.parametrize("pattern", ["batch", "request"])
+def test_microbatch_notebook_runs_on_a_real_local_ray(nb_results):
+    values = pipeline.pattern_parameters("microbatch", "smoke")
+    run_dir = pipeline.run_pattern("microbatch", values, "smoke", nb_results)
+    result = results.load(run_dir)
+    assert result.pattern == "microbatch" and result.metrics["delivery"]["lost_events"] == 0
+    assert result.metrics["latency_s"]["count"] > 0 and result.metrics["saturation"]["ratio_to_bulk"] > 0
+    assert (run_dir / "20_microbatch.ipynb").exists() and (run_dir / "samples.parquet").exists()
+
+
+@pytest.mark.parametrize("pattern", ["batch", "microbatch", "request"])
 def test_pattern_notebook_declares_every_parameter(pattern):
     """papermill warns about (and the notebook cannot document) parameters its cell does not declare."""
     import dataclasses

@@ -25,6 +25,8 @@ def test_profiles_measure_every_backend_they_promise():
     apps = {v.get("server_app", "fastapi") for v in profiles.get("default").sweep("request") if v["backend"] == "http"}
     assert apps == {"fastapi", "asgi"}
     assert len(profiles.get("full").sweep("request")) == 3 * len(profiles.get("full").request_variants)
+    assert {v["max_batch"] for v in profiles.get("default").sweep("microbatch")} == {100, 1_000}
+    assert len(profiles.get("smoke").sweep("microbatch")) == 1
     default_batch = profiles.get("default").sweep("batch")
     assert len(default_batch) == 3 * len(profiles.get("default").batch_rows)
     assert max(v["rows"] for v in default_batch) == 1_000_000

@@ -455,6 +455,7 @@ def _curve_point(w: _Window) -> dict:
         "valid": s["valid"],
         "invalid_reasons": list(s["invalid_reasons"]),
         "max_queued_events": w.stream["backlog"]["max_queued_events"],
+        "backlog": {k: w.stream["backlog"][k] for k in ("t_s", "queued_events")},
     }
 
 
