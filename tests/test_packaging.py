@@ -10,7 +10,7 @@ import yaml
 from bench import paths
 
 #: conda-forge names that differ from PyPI's
-CONDA_TO_PYPI = {"ray-serve": "ray", "uvicorn-standard": "uvicorn"}
+CONDA_TO_PYPI = {"ray-data": "ray", "ray-serve": "ray", "uvicorn-standard": "uvicorn"}
 REQUIRED = {"jupyterlab", "papermill", "polars", "lightgbm", "ray", "pytest-benchmark", "nbval"}
 
 

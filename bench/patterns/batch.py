@@ -4,6 +4,9 @@ Timed end to end (read → validate → prepare → score → write → rename),
 against a raw ``predict`` over the same rows in the same run, so the ratio shows what the pipeline
 around the model costs. A second, untimed pass reads the written file back and checks every score
 against the predictor's output on the same rows: a mismatch makes the run invalid.
+
+``engine="ray"`` runs the same job on Ray Data instead (``bench.patterns.batch_ray``): same input
+checks, same output file, same baseline, verification and metrics.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ import pyarrow.parquet as pq
 from bench import metrics, workload
 from bench.errors import BenchError
 from bench.model import Model, make_predictor
-from bench.params import require_positive
+from bench.params import require_choice, require_positive
 from bench.patterns import Pattern, PatternParams, RunContext, new_result
 from bench.results import RunResult, ensure_writable
 
 PHASES = ("read", "validate", "prepare", "score", "write")
+ENGINES = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -38,10 +42,21 @@ class BatchParams(PatternParams):
     chunk_timeout_s: float = 600.0  #: bound on any one chunk's read or write
     baseline: bool = True  #: also time raw predict on the same rows (for the e2e / raw ratio)
     verify: bool = True  #: read the output back and compare every score
+    engine: str = "local"  #: "local" (polars chunks on threads) or "ray" (Ray Data actor pool)
+    ray_address: str = ""  #: engine=ray: "" = start a local Ray for the run, else join this cluster
+    ray_actors: int = 2  #: engine=ray: scoring actors, each with num_threads LightGBM threads
+    ray_timeout_s: float = 600.0  #: engine=ray: bound on every wait for Ray (each block of predictions)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_positive("BatchParams", chunk_rows=self.chunk_rows, chunk_timeout_s=self.chunk_timeout_s)
+        require_positive(
+            "BatchParams",
+            chunk_rows=self.chunk_rows,
+            chunk_timeout_s=self.chunk_timeout_s,
+            ray_actors=self.ray_actors,
+            ray_timeout_s=self.ray_timeout_s,
+        )
+        require_choice("BatchParams", "engine", self.engine, ENGINES)
 
 
 def _read_chunk(path: Path, offset: int, rows: int) -> pl.DataFrame:
@@ -130,19 +145,29 @@ def _pipelined(stages: _Stages, offsets: list[int], params: BatchParams) -> list
     return chunks
 
 
-def run(data: workload.Dataset, model: Model, params: BatchParams, context: RunContext) -> RunResult:
-    """Score every row of ``data`` and write ``predictions.parquet`` into the run directory."""
+def check_input(data: workload.Dataset, context: RunContext) -> tuple[Path, int]:
+    """Untimed gate shared by both engines: the input exists, has rows and passes the schema; the run
+    directory is writable. Returns the output path (``predictions.parquet``) and the row count."""
     if not Path(data.path).is_file():
         raise BenchError(f"data file {str(data.path)!r} does not exist")
     ensure_writable(Path(context.run_dir))
-    out_path = Path(context.run_dir) / "predictions.parquet"
-    tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     total = pl.scan_parquet(data.path).select(pl.len()).collect().item()
     if total == 0:
         raise BenchError(f"data file {str(data.path)!r} has no rows")
     # The schema gate over the whole file before any work (untimed); each chunk passes it again
     # inside the timed region, as a production job would.
     workload.validate(pl.scan_parquet(data.path), source=str(data.path))
+    return Path(context.run_dir) / "predictions.parquet", total
+
+
+def run(data: workload.Dataset, model: Model, params: BatchParams, context: RunContext) -> RunResult:
+    """Score every row of ``data`` and write ``predictions.parquet`` into the run directory."""
+    if params.engine == "ray":
+        from bench.patterns import batch_ray
+
+        return batch_ray.run(data, model, params, context)
+    out_path, total = check_input(data, context)
+    tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     predictor = make_predictor(model, params.predictor, params.num_threads)
 
     stages = _Stages(data.path, model.sha256, predictor, tmp_path)
@@ -179,6 +204,23 @@ def run(data: workload.Dataset, model: Model, params: BatchParams, context: RunC
         "cpu": usage.to_dict(),
         "output_bytes": out_path.stat().st_size,
     }
+    finish(result, m, usage, data, out_path, predictor, params, total)
+    result.samples = pl.DataFrame(chunks)
+    return result
+
+
+def finish(
+    result: RunResult,
+    m: dict,
+    usage: metrics.CpuUsage,
+    data: workload.Dataset,
+    out_path: Path,
+    predictor,
+    params: BatchParams,
+    total: int,
+) -> None:
+    """Shared by both engines: the untimed raw-predict baseline and verification, the validity
+    verdicts, and ``m`` stored as the result's metrics."""
     if params.baseline or params.verify:
         with metrics.CpuMeter(interval_s=0.5) as baseline_meter:
             raw_s, mismatches = _baseline_and_verify(data.path, out_path, predictor, params, total)
@@ -188,7 +230,7 @@ def run(data: workload.Dataset, model: Model, params: BatchParams, context: RunC
         if params.baseline:
             m["raw_predict_seconds"] = raw_s
             m["raw_predict_rows_per_s"] = metrics.throughput(total, raw_s)
-            m["e2e_to_raw_ratio"] = e2e_rate / m["raw_predict_rows_per_s"]
+            m["e2e_to_raw_ratio"] = m["throughput_per_s"] / m["raw_predict_rows_per_s"]
         if params.verify:
             m["verified_rows"] = total
             m["score_mismatches"] = mismatches
@@ -198,8 +240,6 @@ def run(data: workload.Dataset, model: Model, params: BatchParams, context: RunC
     if busy:
         result.invalidate(busy)
     result.metrics = m
-    result.samples = pl.DataFrame(chunks)
-    return result
 
 
 def _baseline_and_verify(
