@@ -24,6 +24,7 @@ class RaySession:
 
     address: str = ""  #: "" = a local instance started for the run
     num_cpus: int | None = None
+    system_config: dict = field(default_factory=dict)  #: Ray's ``_system_config`` of a local instance
     start_s: float = 0.0
     temp_dir: str = ""
     info: dict = field(default_factory=dict)
@@ -44,6 +45,7 @@ class RaySession:
                 num_cpus=self.num_cpus or os.cpu_count(),
                 _temp_dir=self.temp_dir,
                 log_to_driver=False,
+                **({"_system_config": self.system_config} if self.system_config else {}),
             )
         self.start_s = time.perf_counter() - t0
         self.info = {
