@@ -72,7 +72,7 @@ def runs_table(runs: Sequence[RunResult]) -> pl.DataFrame:
 
 
 def batch_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
-    """Batch runs grouped by input size: median and spread of throughput, the e2e/raw ratio, phase shares."""
+    """Batch runs grouped by engine and input size: median and spread of throughput, the e2e/raw ratio, phases."""
     rows = []
     for r in runs:
         if r.pattern != "batch":
@@ -81,6 +81,7 @@ def batch_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
         phases = m["phases_s"]
         rows.append(
             {
+                "backend": r.backend,
                 "rows": m["predictions"],
                 "throughput_per_s": m["throughput_per_s"],
                 "raw_predict_per_s": m.get("raw_predict_rows_per_s"),
@@ -94,7 +95,7 @@ def batch_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
         return pl.DataFrame()
     df = pl.DataFrame(rows)
     return (
-        df.group_by("rows")
+        df.group_by("backend", "rows")
         .agg(
             pl.len().alias("runs"),
             pl.col("throughput_per_s").median().alias("throughput_median"),
@@ -107,7 +108,7 @@ def batch_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
             pl.col("wall_s").median().alias("wall_s_median"),
             *[pl.col(f"{p}_us_per_row").median() for p in BATCH_PHASES],
         )
-        .sort("rows")
+        .sort("backend", "rows")
     )
 
 
@@ -125,13 +126,26 @@ def plot_batch_throughput(runs: Sequence[RunResult], ax=None):
     summary = batch_summary(runs)
     if summary.is_empty():
         return _empty(ax, "no batch runs")
-    points = [(r.metrics["predictions"], r.metrics["throughput_per_s"]) for r in runs if r.pattern == "batch"]
-    ax.scatter(*zip(*points, strict=True), s=18, alpha=0.6, label="end to end, each run")
-    ax.plot(summary["rows"], summary["throughput_median"], marker="o", label="end to end, median")
-    if summary["raw_predict_median"].null_count() < summary.height:
-        ax.plot(summary["rows"], summary["raw_predict_median"], ls="--", marker="x", label="raw predict(), median")
-    for rows, n, tp in summary.select("rows", "runs", "throughput_median").iter_rows():
-        ax.annotate(f"n={n}", (rows, tp), textcoords="offset points", xytext=(4, -12), fontsize=8)
+    for (backend,), part in summary.group_by("backend", maintain_order=True):
+        points = [
+            (r.metrics["predictions"], r.metrics["throughput_per_s"])
+            for r in runs
+            if r.pattern == "batch" and r.backend == backend
+        ]
+        dots = ax.scatter(*zip(*points, strict=True), s=18, alpha=0.6, label=f"{backend}: each run")
+        color = dots.get_facecolor()[0]
+        ax.plot(part["rows"], part["throughput_median"], marker="o", color=color, label=f"{backend}: median")
+        if part["raw_predict_median"].null_count() < part.height:
+            ax.plot(
+                part["rows"],
+                part["raw_predict_median"],
+                ls="--",
+                marker="x",
+                color=color,
+                label=f"{backend}: raw predict()",
+            )
+        for rows, n, tp in part.select("rows", "runs", "throughput_median").iter_rows():
+            ax.annotate(f"n={n}", (rows, tp), textcoords="offset points", xytext=(4, -12), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("rows scored in one job")
     ax.set_ylabel("predictions per second")
@@ -150,7 +164,7 @@ def plot_batch_phases(runs: Sequence[RunResult], ax=None):
     summary = batch_summary(runs)
     if summary.is_empty():
         return _empty(ax, "no batch runs")
-    labels = [f"{r:,}\n(n={n})" for r, n in summary.select("rows", "runs").iter_rows()]
+    labels = [f"{b.split('/')[0]}\n{r:,}\n(n={n})" for b, r, n in summary.select("backend", "rows", "runs").iter_rows()]
     bottom = [0.0] * summary.height
     for phase in BATCH_PHASES:
         values = summary[f"{phase}_us_per_row"].to_list()
@@ -322,9 +336,12 @@ def batch_findings(runs: Sequence[RunResult]):
     """The batch section's conclusions as Markdown, every figure read from the summary."""
     from IPython.display import Markdown
 
-    s = batch_summary(runs)
-    if s.is_empty():
+    every = batch_summary(runs)
+    if every.is_empty():
         return Markdown("_No valid batch runs yet: run `bench run batch` or `make report`._")
+    s = every.filter(pl.col("backend").str.starts_with("local"))
+    if s.is_empty():
+        s = every
     big = s.row(s.height - 1, named=True)
     small = s.row(0, named=True)
     lines = [
@@ -349,6 +366,13 @@ def batch_findings(runs: Sequence[RunResult]):
         lines.append(
             f"- The smallest job ({small['rows']:,} rows, n={small['runs']}) reached {fmt_rate(small['throughput_median'])} predictions/s "
             f"in {small['wall_s_median']:.3f} s: fixed per-job work weighs more on small jobs."
+        )
+    ray = every.filter(pl.col("backend").str.starts_with("ray"))
+    if not ray.is_empty() and s is not every:
+        r = ray.row(ray.height - 1, named=True)
+        lines.append(
+            f"- On Ray Data (`engine=ray`), {r['rows']:,} rows scored at {fmt_rate(r['throughput_median'])} predictions/s "
+            f"(n={r['runs']}, {r['cpu_us_per_prediction']:.1f} CPU-µs per prediction, Ray's own processes included)."
         )
     return Markdown("\n".join(lines))
 
