@@ -181,6 +181,8 @@ class _Pool:
         self.nodes = [node for _, node in placed]
         self.inflight = [0] * len(self.actors)
         self.down: set[int] = set()  #: actors that failed and have not answered since
+        self._stopping = threading.Event()
+        self._watchers: list[threading.Thread] = []
         self.events: list[dict] = []
 
     def pick(self) -> int | None:
@@ -201,7 +203,8 @@ class _Pool:
 
         def wait_restart() -> None:
             deadline, error = t_kill + 120.0, "no answer within 120 s"
-            while time.perf_counter() < deadline:  # "temporarily unavailable" until the restart is done
+            # "temporarily unavailable" until the restart is done; never touch Ray once the pool stops
+            while time.perf_counter() < deadline and not self._stopping.is_set():
                 try:
                     pid, _ = ray.get(self.actors[index].ready.remote(), timeout=5.0)
                 except Exception as exc:  # noqa: BLE001 - recorded, never raised from a thread
@@ -217,13 +220,22 @@ class _Pool:
                     meter.add_root(f"actor{index}:restarted", pid)
                 self.down.discard(index)
                 return
+            if self._stopping.is_set():
+                error = "the run ended before the actor answered again"
             event.update(restarted=False, restart_error=error)
 
-        threading.Thread(target=wait_restart, name="actor-restart", daemon=True).start()
+        watcher = threading.Thread(target=wait_restart, name="actor-restart", daemon=True)
+        self._watchers.append(watcher)
+        watcher.start()
 
     def stop(self) -> None:
+        """Stop the restart watchers (before Ray shuts down: a Ray call after that kills the process),
+        then the actors."""
         import ray
 
+        self._stopping.set()
+        for watcher in self._watchers:
+            watcher.join(timeout=10.0)
         for a in self.actors:
             try:
                 ray.kill(a, no_restart=True)
@@ -520,6 +532,7 @@ def run(data: workload.Dataset, model: Model, params: MicrobatchParams, context:
                 "bulk": bulk,
                 "ratio_to_bulk": w.summary["throughput_per_s"] / bulk["rows_per_s"],
                 "delivered_events": w.stream["delivered_events"],
+                "max_queued_events": w.stream["backlog"]["max_queued_events"],
                 "cpu_seconds": w.cpu.cpu_s,
                 "cpu": _cpu_split(w.cpu),
             }
