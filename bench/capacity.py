@@ -75,3 +75,41 @@ def search(
             return Capacity(lo, hi, "generator", calls)
         lo, hi = (mid, hi) if verdict else (lo, mid)
     return Capacity(lo, hi, "slo", calls)
+
+
+def curve_point(summary: dict, **extra: object) -> dict:
+    """One point of a latency-vs-load curve from a window's ``metrics.window_summary``."""
+    lat = summary["latency_s"] or {}
+    return {
+        "offered_rate_per_s": summary["offered_rate_per_s"],
+        "throughput_per_s": summary["throughput_per_s"],
+        "p50_s": lat.get("p50"),
+        "p99_s": lat.get("p99"),
+        "count": lat.get("count", 0),
+        "errors": summary["error_count"],
+        "sustainable": summary["sustainable"],
+        "valid": summary["valid"],
+        "invalid_reasons": list(summary["invalid_reasons"]),
+        "generator_lag_p99_s": (summary["generator_lag_s"] or {}).get("p99"),
+        **extra,
+    }
+
+
+def describe(
+    found: Capacity, curve: list[dict], *, cores: float, slo_ms: float, window_s: float, knee_factor: float
+) -> dict:
+    """What a result records of a capacity search: the capacity, per core, what limited it, the curve, its knee."""
+    from bench.metrics import knee
+
+    return {
+        "rate_per_s": found.rate_per_s,
+        "per_core_per_s": found.rate_per_s / cores,
+        "cores": cores,
+        "first_failing_rate_per_s": found.first_failing_rate_per_s,
+        "limited_by": found.limited_by,
+        "slo_ms": slo_ms,
+        "window_s": window_s,
+        "invalid_windows": sum(1 for p in curve if not p["valid"]),
+        "curve": curve,
+        "knee": knee(curve, knee_factor),
+    }

@@ -508,6 +508,19 @@ def _run_dir(result: RunResult, results_dir: Path | str | None) -> Path:
     return Path(results_dir or paths.results_dir()) / "runs" / result.run_id
 
 
+def _window_columns(m: dict, answered: str, digits: int) -> dict:
+    """The columns every open-loop summary starts with: offered vs answered, verdict, latency with its n."""
+    lat = m.get("latency_s") or {}
+    return {
+        "offered_per_s": round(m["offered_rate_per_s"], 1),
+        answered: round(m["throughput_per_s"], 1),
+        "sustainable": m.get("sustainable"),
+        "p50_ms": round(1e3 * lat["p50"], digits) if lat else None,
+        "p99_ms": round(1e3 * lat["p99"], digits) if lat else None,
+        "samples": lat.get("count", 0),
+    }
+
+
 def request_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
     """One row per per-request run: offered vs answered, latency with sample count, floor, capacity, CPU."""
     rows = []
@@ -515,16 +528,11 @@ def request_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
         if r.pattern != "request":
             continue
         m = r.metrics
-        lat, floor, cap = m.get("latency_s") or {}, m.get("floor_latency_s") or {}, m.get("capacity") or {}
+        floor, cap = m.get("floor_latency_s") or {}, m.get("capacity") or {}
         rows.append(
             {
                 "backend": r.backend,
-                "offered_per_s": round(m["offered_rate_per_s"], 1),
-                "answered_per_s": round(m["throughput_per_s"], 1),
-                "sustainable": m.get("sustainable"),
-                "p50_ms": round(1e3 * lat["p50"], 3) if lat else None,
-                "p99_ms": round(1e3 * lat["p99"], 3) if lat else None,
-                "samples": lat.get("count", 0),
+                **_window_columns(m, "answered_per_s", digits=3),
                 "floor_p50_ms": round(1e3 * floor["p50"], 3) if floor else None,
                 "gen_lag_p99_ms": round(1e3 * m["generator_lag_s"]["p99"], 3) if m.get("generator_lag_s") else None,
                 "server_cpu_us_per_pred": round(1e6 * m["cpu_seconds_per_prediction"], 1)
@@ -705,16 +713,11 @@ def microbatch_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
         if r.pattern != "microbatch":
             continue
         m = r.metrics
-        lat, cap, sat = m.get("latency_s") or {}, m.get("capacity") or {}, m.get("saturation") or {}
+        cap, sat = m.get("capacity") or {}, m.get("saturation") or {}
         rows.append(
             {
                 "config": r.backend,
-                "offered_per_s": round(m["offered_rate_per_s"], 1),
-                "scored_per_s": round(m["throughput_per_s"], 1),
-                "sustainable": m.get("sustainable"),
-                "p50_ms": round(1e3 * lat["p50"], 1) if lat else None,
-                "p99_ms": round(1e3 * lat["p99"], 1) if lat else None,
-                "samples": lat.get("count", 0),
+                **_window_columns(m, "scored_per_s", digits=1),
                 "capacity_per_s": round(cap["rate_per_s"]) if cap else None,
                 "knee_per_s": round(cap["knee"]["rate_per_s"]) if cap and cap.get("knee") else None,
                 "peak_per_s": round(sat["throughput_per_s"]) if sat else None,

@@ -457,20 +457,12 @@ def _cpu_split(cpu: metrics.CpuUsage) -> dict[str, float]:
 
 
 def _curve_point(w: _Window) -> dict:
-    s, lat = w.summary, w.summary["latency_s"] or {}
-    return {
-        "offered_rate_per_s": s["offered_rate_per_s"],
-        "throughput_per_s": s["throughput_per_s"],
-        "p50_s": lat.get("p50"),
-        "p99_s": lat.get("p99"),
-        "count": lat.get("count", 0),
-        "errors": s["error_count"],
-        "sustainable": s["sustainable"],
-        "valid": s["valid"],
-        "invalid_reasons": list(s["invalid_reasons"]),
-        "max_queued_events": w.stream["backlog"]["max_queued_events"],
-        "backlog": {k: w.stream["backlog"][k] for k in ("t_s", "queued_events")},
-    }
+    backlog = w.stream["backlog"]
+    return capacity.curve_point(
+        w.summary,
+        max_queued_events=backlog["max_queued_events"],
+        backlog={k: backlog[k] for k in ("t_s", "queued_events")},
+    )
 
 
 def _bulk_rows_per_s(model: Model, params: MicrobatchParams, X: np.ndarray) -> dict:
@@ -556,19 +548,10 @@ def _capacity(r: _Run) -> dict:
     found = capacity.search(passes, start=p.rate, max_rate=p.capacity_max_rate, tolerance=p.capacity_tolerance)
     curve = [_curve_point(w) for w in windows]
     cores = p.n_actors * p.num_threads
-    return {
-        "rate_per_s": found.rate_per_s,
-        "per_core_per_s": found.rate_per_s / cores,
-        "cores": cores,
-        "first_failing_rate_per_s": found.first_failing_rate_per_s,
-        "limited_by": found.limited_by,
-        "slo_ms": p.slo_ms,
-        "window_s": p.capacity_window_s,
-        "invalid_windows": sum(1 for w in windows if not w.summary["valid"]),
-        "curve": curve,
-        "knee": metrics.knee(curve, p.knee_factor),
-        "_windows": windows,
-    }
+    out = capacity.describe(
+        found, curve, cores=cores, slo_ms=p.slo_ms, window_s=p.capacity_window_s, knee_factor=p.knee_factor
+    )
+    return out | {"_windows": windows}
 
 
 def _result(params, context, model, data, table, session, pool, windows, cap, saturation, bulk) -> RunResult:

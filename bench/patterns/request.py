@@ -328,37 +328,16 @@ def _capacity(backend: _Backend) -> dict:
     found = capacity.search(
         passes, start=p.rate, max_rate=p.capacity_max_rate, tolerance=p.capacity_tolerance, max_windows=16
     )
-    curve = [_curve_point(w) for w in windows]
-    return {
-        "rate_per_s": found.rate_per_s,
-        "per_core_per_s": found.rate_per_s / backend.cores,
-        "cores": backend.cores,
-        "first_failing_rate_per_s": found.first_failing_rate_per_s,
-        "limited_by": found.limited_by,
-        "slo_ms": p.slo_ms,
-        "window_s": p.capacity_window_s,
-        "invalid_windows": sum(1 for w in windows if not w.summary["valid"]),
-        "curve": curve,
-        "knee": metrics.knee(curve, p.knee_factor),
-        "_windows": windows,
-    }
-
-
-def _curve_point(w: _Window) -> dict:
-    s = w.summary
-    lat = s["latency_s"] or {}
-    return {
-        "offered_rate_per_s": s["offered_rate_per_s"],
-        "throughput_per_s": s["throughput_per_s"],
-        "p50_s": lat.get("p50"),
-        "p99_s": lat.get("p99"),
-        "count": lat.get("count", 0),
-        "errors": s["error_count"],
-        "sustainable": s["sustainable"],
-        "valid": s["valid"],
-        "invalid_reasons": list(s["invalid_reasons"]),
-        "generator_lag_p99_s": (s["generator_lag_s"] or {}).get("p99"),
-    }
+    curve = [capacity.curve_point(w.summary) for w in windows]
+    out = capacity.describe(
+        found,
+        curve,
+        cores=backend.cores,
+        slo_ms=p.slo_ms,
+        window_s=p.capacity_window_s,
+        knee_factor=p.knee_factor,
+    )
+    return out | {"_windows": windows}
 
 
 def run(data: workload.Dataset, model: Model, params: RequestParams, context: RunContext) -> RunResult:
