@@ -77,6 +77,14 @@ def search(
     return Capacity(lo, hi, "slo", calls)
 
 
+def contended(cap: dict | None) -> str | None:
+    """Why a capacity cannot be trusted: some of its windows ran while other work took the machine."""
+    busy = [p for p in (cap or {}).get("curve", []) if any("machine busy" in r for r in p["invalid_reasons"])]
+    if not busy:
+        return None
+    return f"{len(busy)} capacity window(s) ran while other work took the machine: the capacity is not this pattern's"
+
+
 def curve_point(summary: dict, **extra: object) -> dict:
     """One point of a latency-vs-load curve from a window's ``metrics.window_summary``."""
     lat = summary["latency_s"] or {}

@@ -57,6 +57,12 @@ class ReportNotebook:
     results_dir: str = ""
     profile: str = ""
     machine: str = ""
+    prices_file: str = ""  #: "" = the repo's bench/prices.yaml
+    price_preset: str = ""  #: "" = the file's default
+    predictions_per_day: float = 100_000.0  #: the article's example volume
+    batch_every_h: float = 24.0
+    peak_to_mean: float = 3.0
+    min_replicas: int = 2
 
 
 NOTEBOOKS: dict[str, type] = {"00_data": DataNotebook, "01_model": ModelNotebook, "90_report": ReportNotebook}

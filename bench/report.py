@@ -377,25 +377,6 @@ def batch_findings(runs: Sequence[RunResult]):
     return Markdown("\n".join(lines))
 
 
-def claims_status(runs: Sequence[RunResult]) -> pl.DataFrame:
-    """Each claim, the patterns its verdict needs, and whether those are measured yet."""
-    from bench.claims import CLAIMS
-
-    have = {r.pattern for r in runs}
-    rows = []
-    for c in CLAIMS:
-        missing = [p for p in c.needs if p not in have]
-        rows.append(
-            {
-                "claim": c.id,
-                "the article says": c.statement,
-                "measured from": ", ".join(c.needs),
-                "status": "verdict pending: needs runs of " + ", ".join(missing) if missing else "ready for a verdict",
-            }
-        )
-    return pl.DataFrame(rows)
-
-
 def setup_display() -> None:
     """Show whole tables in notebooks and the HTML report (polars truncates wide frames by default)."""
     pl.Config.set_tbl_cols(-1)
@@ -780,3 +761,88 @@ def plot_microbatch_frontier(runs: Sequence[RunResult], ax=None):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return ax
+
+
+# --------------------------------------------------------------------------------------------
+# Cost and verdicts
+# --------------------------------------------------------------------------------------------
+
+
+def cost_inputs(P) -> tuple:
+    """The price preset and workload the report's parameters name (clear errors for bad ones)."""
+    from bench import cost
+
+    prices = cost.load_prices(P.prices_file or None, P.price_preset or None)
+    workload = cost.Workload(P.predictions_per_day, P.batch_every_h, P.peak_to_mean, P.min_replicas)
+    return prices, workload
+
+
+def cost_assumptions(runs: Sequence[RunResult], prices, workload) -> pl.DataFrame:
+    """What the cost figures assume, and which patterns could not be costed (and why)."""
+    from bench import cost
+
+    _, missing = cost.options(runs)
+    items = {
+        "prices": f"{prices.name} as of {prices.as_of}: ${prices.vcpu_hour}/vCPU-h, ${prices.gib_hour}/GiB-h, "
+        f"billed per {prices.granularity_s:g} s, minimum {prices.minimum_s:g} s (illustrative list prices)",
+        "workload": f"{workload.predictions_per_day:,.0f} predictions/day; batch every {workload.batch_every_h:g} h; "
+        f"peak/mean {workload.peak_to_mean:g}; at least {workload.min_replicas} always-on replicas",
+        **{f"not costed: {m['option']}": m["reason"] for m in missing},
+    }
+    return pl.DataFrame({"assumption": list(items), "value": list(items.values())})
+
+
+def cost_table(runs: Sequence[RunResult], prices, workload, volumes=(1e3, 1e5, 1e7, 1e9)) -> pl.DataFrame:
+    """Cost per day of every costed option at a few daily volumes (rows: options), with runs behind each."""
+    from bench import cost
+
+    t = cost.sweep(runs, prices, workload, volumes)
+    if t.is_empty():
+        return t
+    wide = t.select(
+        "option",
+        "runs",
+        pl.format(
+            "{}/day", pl.col("predictions_per_day").map_elements(lambda v: f"{v:.0e}", return_dtype=pl.String)
+        ).alias("volume"),
+        pl.col("cost_per_day").round(4),
+    ).pivot(on="volume", index=["option", "runs"], values="cost_per_day")
+    return wide.rename({c: f"$ at {c}" for c in wide.columns if c.endswith("/day")})
+
+
+def plot_cost_curves(runs: Sequence[RunResult], prices, workload, ax=None):
+    """Cost per day against daily volume, one line per option, crossovers with batch marked."""
+    import matplotlib.pyplot as plt
+
+    from bench import cost
+
+    ax = ax or plt.subplots(figsize=(8, 4.5))[1]
+    t = cost.sweep(runs, prices, workload)
+    if t.is_empty():
+        return _empty(ax, "nothing to cost yet")
+    for (option,), part in t.group_by("option", maintain_order=True):
+        ax.plot(
+            part["predictions_per_day"], part["cost_per_day"], label=option, lw=2 if option.startswith("batch") else 1
+        )
+    for row in cost.crossovers(t).iter_rows(named=True):
+        ax.axvline(row["crosses_at_per_day"], ls=":", color="grey")
+        ax.annotate(
+            f"{row['option']} = batch\n@ {row['crosses_at_per_day']:.2g}/day",
+            (row["crosses_at_per_day"], t["cost_per_day"].min()),
+            fontsize=7,
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("predictions per day (log)")
+    ax.set_ylabel(f"$ per day ({prices.name}, log)")
+    ax.set_title("Cost per day vs daily volume, from measured capacity and CPU")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def verdict_table(runs: Sequence[RunResult], prices, workload) -> pl.DataFrame:
+    """C1–C10 with the article's statement, the measured figure, the verdict and the runs it comes from."""
+    from bench import verdicts
+
+    return verdicts.table(runs, prices, workload)

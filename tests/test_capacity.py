@@ -43,3 +43,10 @@ def test_search_stops_at_the_cap_the_generator_and_the_window_budget():
     assert few.limited_by == "max_windows" and few.windows == 5
     never = capacity.search(lambda r: False, start=100, max_rate=1000, max_windows=40)
     assert never.rate_per_s == 0.0 and never.first_failing_rate_per_s < 2
+
+
+def test_a_capacity_with_windows_on_a_busy_machine_is_flagged():
+    clean = {"curve": [{"invalid_reasons": []}, {"invalid_reasons": ["load generator fell behind its schedule"]}]}
+    assert capacity.contended(clean) is None and capacity.contended(None) is None
+    busy = {"curve": [{"invalid_reasons": ["machine busy with other work: 5 CPU-s"]}, {"invalid_reasons": []}]}
+    assert "1 capacity window(s)" in capacity.contended(busy)

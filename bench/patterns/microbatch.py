@@ -228,6 +228,15 @@ class _Pool:
         self._watchers.append(watcher)
         watcher.start()
 
+    def wait_up(self, timeout_s: float = 120.0) -> None:
+        """Wait (bounded) until every failed actor is back: a window measured with an actor missing
+        would measure a smaller pool than the run's."""
+        deadline = time.perf_counter() + timeout_s
+        while self.down and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        if self.down:
+            raise BenchError(f"scoring actor(s) {sorted(self.down)} did not come back within {timeout_s:.0f} s")
+
     def stop(self) -> None:
         """Stop the restart watchers (before Ray shuts down: a Ray call after that kills the process),
         then the actors."""
@@ -511,6 +520,7 @@ def run(data: workload.Dataset, model: Model, params: MicrobatchParams, context:
         fault_at = params.warmup_s + params.fault_kill_at_s if params.fault_kill_at_s else None
         main = r.measure("main", _schedule(params, params.rate, measured_s, params.seed), params.rate, fault_at)
         windows.append(main)
+        pool.wait_up()
         if params.capacity:
             cap = _capacity(r)
             windows.extend(cap.pop("_windows"))
@@ -596,6 +606,8 @@ def _result(params, context, model, data, table, session, pool, windows, cap, sa
     result.metrics = m
     for reason in s["invalid_reasons"]:
         result.invalidate(f"main window: {reason}")
+    if capacity.contended(cap):
+        result.invalidate(capacity.contended(cap))
     if main.stream["lost_events"]:
         result.invalidate(f"{main.stream['lost_events']} event(s) lost: their batch failed on every attempt")
     if not s["sustainable"]:

@@ -401,6 +401,8 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
     result.metrics = m
     for reason in s["invalid_reasons"]:
         result.invalidate(f"main window: {reason}")
+    if capacity.contended(cap):
+        result.invalidate(capacity.contended(cap))
     if m["score_mismatches"]:
         result.invalidate(f"{m['score_mismatches']} answered score(s) differ from predict() on the same row")
     if not s["sustainable"]:
