@@ -17,6 +17,15 @@ import psutil
 
 from bench.errors import BenchError
 
+#: A local instance on a small, busy machine: the GCS marks a raylet dead after missed health checks
+#: (default 5 × 3 s), and a dead raylet takes the driver down with it (exit code 1, no traceback).
+#: Seen under make test on 2 cores; a run tolerates two minutes of starvation instead.
+LOCAL_SYSTEM_CONFIG = {
+    "health_check_failure_threshold": 40,
+    "health_check_period_ms": 3_000,
+    "health_check_timeout_ms": 10_000,
+}
+
 
 @dataclass
 class RaySession:
@@ -45,7 +54,7 @@ class RaySession:
                 num_cpus=self.num_cpus or os.cpu_count(),
                 _temp_dir=self.temp_dir,
                 log_to_driver=False,
-                **({"_system_config": self.system_config} if self.system_config else {}),
+                _system_config=LOCAL_SYSTEM_CONFIG | self.system_config,
             )
         self.start_s = time.perf_counter() - t0
         self.info = {

@@ -13,6 +13,7 @@ from bench.errors import BenchError
 from bench.model import make_predictor
 from bench.patterns import RunContext
 from bench.patterns.microbatch import MicrobatchParams, run
+from bench.raysession import LOCAL_SYSTEM_CONFIG
 
 SMALL = {"rows": 5_000, "train_rows": 5_000, "trees": 10, "leaves": 7}
 
@@ -138,7 +139,7 @@ def test_actors_spread_over_the_nodes_of_a_two_node_cluster(small_dataset, small
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 1, "include_dashboard": False},
+        head_node_args={"num_cpus": 1, "include_dashboard": False, "_system_config": LOCAL_SYSTEM_CONFIG},
     )
     try:
         cluster.add_node(num_cpus=1)

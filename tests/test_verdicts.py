@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from test_cost import PRICES, _batch, _service
+
 from bench import cost, verdicts
 from bench.results import RunResult
-from test_cost import PRICES, _batch, _service
 
 
 def _inprocess(run_id: str, cpu_s: float = 1.0) -> RunResult:
