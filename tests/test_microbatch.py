@@ -64,17 +64,21 @@ def test_bad_params_are_refused_before_any_work(field, value, message):
 
 @pytest.fixture(scope="module")
 def faulted(small_dataset, small_model, tmp_path_factory):
-    """One run with everything on: an actor crash mid-batch, a capacity search, a saturation window."""
-    params = _params(
-        fault_kill_at_s=0.8,
-        capacity=True,
-        capacity_window_s=1.0,
-        capacity_max_rate=400_000.0,
-        saturation_events=6_000,
-        slo_ms=300.0,
-    )
+    """A run whose main window loses an actor mid-batch."""
+    params = _params(fault_kill_at_s=0.8)
     t0 = time.monotonic()
     result = run(small_dataset, small_model, params, RunContext("mb", tmp_path_factory.mktemp("mb")))
+    return result, params, time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def searched(small_dataset, small_model, tmp_path_factory):
+    """A run with a capacity search and a saturation window (and no fault)."""
+    params = _params(
+        capacity=True, capacity_window_s=1.0, capacity_max_rate=400_000.0, saturation_events=6_000, slo_ms=300.0
+    )
+    t0 = time.monotonic()
+    result = run(small_dataset, small_model, params, RunContext("mbc", tmp_path_factory.mktemp("mbc")))
     return result, params, time.monotonic() - t0
 
 
@@ -108,10 +112,10 @@ def test_latency_batches_and_cpu_are_recorded(faulted):
     assert len(m["backlog"]["t_s"]) == len(m["backlog"]["queued_events"]) > 10
 
 
-def test_capacity_search_and_an_overloaded_window_show_the_backlog(faulted):
-    result, params, elapsed = faulted
+def test_capacity_search_and_an_overloaded_window_show_the_backlog(searched):
+    result, params, elapsed = searched
     cap = result.metrics["capacity"]
-    assert cap["rate_per_s"] > 0 and cap["curve"]
+    assert cap["rate_per_s"] > 0 and cap["curve"], cap["curve"]
     failing = [p for p in cap["curve"] if not p["sustainable"]]
     assert failing, "the search must have found a rate the pipeline cannot sustain"
     assert all(p["offered_rate_per_s"] > cap["rate_per_s"] for p in failing)

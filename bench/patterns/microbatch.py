@@ -288,6 +288,7 @@ def _stream(
     depth: list[tuple[float, int, int]] = []
     counts = {"retries": 0, "timeouts": 0, "failed_batches": 0, "duplicates_removed": 0, "mismatches": 0}
     arrived = opened = 0  # events arrived so far; first event of the open batch
+    waiting = peak = 0  # events in closed batches not yet sent to an actor; most events queued at once
     fault_done, crash_next = fault_at_s is None, False
     deadline = float(schedule[-1]) + params.drain_timeout_s if n else 0.0
     next_depth = 0.0
@@ -314,6 +315,7 @@ def _stream(
         return True
 
     def retry(b: _Batch, now: float) -> None:
+        nonlocal waiting
         counts["retries"] += 1
         if b.attempt >= params.max_attempts:
             counts["failed_batches"] += 1
@@ -324,6 +326,7 @@ def _stream(
         again = _Batch(b.lo, b.hi, b.closed_by, b.attempt + 1)
         if not submit(again, now):
             backlog.appendleft(again)  # every actor is down: first in line when one is back
+            waiting += again.hi - again.lo
 
     def deliver(ref, b: _Batch, now: float) -> None:
         try:
@@ -356,14 +359,18 @@ def _stream(
                 b = _Batch(opened, opened + params.max_batch, "size")
                 backlog.append(b)
                 batches.append(b)
+                waiting += b.hi - b.lo
                 opened = b.hi
             if arrived > opened and (arrived == n or now - rec.issued[opened] >= max_wait):
                 b = _Batch(opened, arrived, "end" if arrived == n else "wait")
                 backlog.append(b)
                 batches.append(b)
+                waiting += b.hi - b.lo
                 opened = arrived
+            peak = max(peak, (arrived - opened) + waiting)  # before dispatch: a burst's whole size counts
             while backlog and len(inflight) < params.inflight_limit and submit(backlog[0], now):
-                backlog.popleft()
+                b = backlog.popleft()
+                waiting -= b.hi - b.lo
             if not fault_done and now >= fault_at_s:
                 crash_next, fault_done = True, True
             for ref, b in list(inflight.items()):  # an actor that does not answer: send the batch again
@@ -373,7 +380,7 @@ def _stream(
                     pool.inflight[b.actor] -= 1
                     retry(b, now)
             if now >= next_depth:
-                queued = (arrived - opened) + sum(b.hi - b.lo for b in backlog)
+                queued = (arrived - opened) + waiting
                 depth.append((now, queued, sum(b.hi - b.lo for b in inflight.values())))
                 next_depth = now + 0.05
             if arrived == n and opened == n and not backlog and not inflight:
@@ -420,7 +427,7 @@ def _stream(
             "t_s": [round(t, 3) for t, _, _ in depth],
             "queued_events": [q for _, q, _ in depth],
             "inflight_events": [f for _, _, f in depth],
-            "max_queued_events": max((q for _, q, _ in depth), default=0),
+            "max_queued_events": peak,
         },
     }
     return rec.result(duration), stream
