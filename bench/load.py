@@ -63,6 +63,20 @@ def diurnal(mean_rate: float, peak_to_mean: float, period_s: float, duration_s: 
     return candidates[keep]
 
 
+def schedule(kind: str, rate: float, total_s: float, seed: int, peak_to_mean: float = 1.5) -> np.ndarray:
+    """The intended send times of one window of ``kind`` around ``rate``: constant, poisson, step (a
+    staircase of 0.5×, 1×, 1.5× the rate) or diurnal (one sine period of ``peak_to_mean`` over the window)."""
+    if kind == "constant":
+        return constant(rate, total_s)
+    if kind == "step":
+        return step([0.5 * rate, rate, 1.5 * rate], total_s / 3)
+    if kind == "diurnal":
+        return diurnal(rate, peak_to_mean, period_s=total_s, duration_s=total_s, seed=seed)
+    if kind == "poisson":
+        return poisson(rate, total_s, seed)
+    raise BenchError(f"unknown schedule {kind!r}; expected one of: {', '.join(SCHEDULES)}")
+
+
 # --------------------------------------------------------------------------------------------
 # Open-loop driver
 # --------------------------------------------------------------------------------------------

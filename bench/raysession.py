@@ -18,8 +18,9 @@ import psutil
 from bench.errors import BenchError
 
 #: A local instance on a small, busy machine: the GCS marks a raylet dead after missed health checks
-#: (default 5 × 3 s), and a dead raylet takes the driver down with it (exit code 1, no traceback).
-#: Seen under make test on 2 cores; a run tolerates two minutes of starvation instead.
+#: (default 5 × 3 s), and a dead raylet takes the driver down with it. Suspected (not confirmed) cause
+#: of two test processes that exited with code 1 and no traceback under make test on 2 cores; a run
+#: now tolerates two minutes of starvation.
 LOCAL_SYSTEM_CONFIG = {
     "health_check_failure_threshold": 40,
     "health_check_period_ms": 3_000,

@@ -309,3 +309,11 @@ def test_request_labels_name_the_server_configuration():
     assert request_label({"backend": "http", "server_app": "asgi", "server_workers": 2}) == "http[asgi,2w]"
     assert request_label({"backend": "http", "num_threads": 2}) == "http[2t]"
     assert request_label({"backend": "ray_serve", "server_app": "asgi"}) == "ray_serve"
+
+
+def test_schedule_builder_covers_every_kind_and_names_a_bad_one():
+    for kind in load.SCHEDULES:
+        s = load.schedule(kind, 100.0, 3.0, seed=1)
+        assert s.size > 100 and np.all(np.diff(s) >= 0) and s.max() < 3.0
+    with pytest.raises(BenchError, match="unknown schedule 'bursty'"):
+        load.schedule("bursty", 100.0, 3.0, seed=1)

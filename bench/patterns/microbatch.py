@@ -253,14 +253,7 @@ class _Pool:
 
 
 def _schedule(params: MicrobatchParams, rate: float, measured_s: float, seed: int) -> np.ndarray:
-    total = params.warmup_s + measured_s
-    if params.schedule == "constant":
-        return load.constant(rate, total)
-    if params.schedule == "step":
-        return load.step([0.5 * rate, rate, 1.5 * rate], total / 3)
-    if params.schedule == "diurnal":
-        return load.diurnal(rate, 1.5, period_s=total, duration_s=total, seed=seed)
-    return load.poisson(rate, total, seed)
+    return load.schedule(params.schedule, rate, params.warmup_s + measured_s, seed)
 
 
 def _stream(
@@ -613,8 +606,8 @@ def _result(params, context, model, data, table, session, pool, windows, cap, sa
     result.metrics = m
     for reason in s["invalid_reasons"]:
         result.invalidate(f"main window: {reason}")
-    if capacity.contended(cap):
-        result.invalidate(capacity.contended(cap))
+    if busy := capacity.contended(cap):
+        result.invalidate(busy)
     if main.stream["lost_events"]:
         result.invalidate(f"{main.stream['lost_events']} event(s) lost: their batch failed on every attempt")
     if not s["sustainable"]:

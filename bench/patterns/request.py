@@ -114,14 +114,7 @@ def request_label(params: RequestParams | dict) -> str:
 
 
 def _schedule(params: RequestParams, rate: float, measured_s: float, seed: int) -> np.ndarray:
-    total = params.warmup_s + measured_s
-    if params.schedule == "constant":
-        return load.constant(rate, total)
-    if params.schedule == "step":  # a staircase around the rate: 0.5×, 1×, 1.5×
-        return load.step([0.5 * rate, rate, 1.5 * rate], total / 3)
-    if params.schedule == "diurnal":
-        return load.diurnal(rate, params.peak_to_mean, period_s=total, duration_s=total, seed=seed)
-    return load.poisson(rate, total, seed)
+    return load.schedule(params.schedule, rate, params.warmup_s + measured_s, seed, params.peak_to_mean)
 
 
 @dataclass
@@ -401,8 +394,8 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
     result.metrics = m
     for reason in s["invalid_reasons"]:
         result.invalidate(f"main window: {reason}")
-    if capacity.contended(cap):
-        result.invalidate(capacity.contended(cap))
+    if busy := capacity.contended(cap):
+        result.invalidate(busy)
     if m["score_mismatches"]:
         result.invalidate(f"{m['score_mismatches']} answered score(s) differ from predict() on the same row")
     if not s["sustainable"]:
