@@ -44,6 +44,11 @@ class RaySession:
 
         if ray.is_initialized():
             raise BenchError("Ray is already initialised in this process; a run starts (and stops) its own")
+        # No implicit ray.init() in this process: a thread a run leaves behind (Ray Data's iterator
+        # after a timeout) would otherwise start a stray default instance after the run stopped Ray.
+        from ray._private import auto_init_hook
+
+        auto_init_hook.enable_auto_connect = False
         t0 = time.perf_counter()
         if self.address:
             ray.init(address=self.address, log_to_driver=False)
