@@ -157,6 +157,11 @@ class CpuUsage:
             )
         return None
 
+    def charge(self, label: str, cpu_s: float) -> None:
+        """Add CPU a tracked process spent between samples (e.g. a short job's own report at exit)."""
+        self.by_label[label] = self.by_label.get(label, 0.0) + cpu_s
+        self.cpu_s += cpu_s
+
     def to_dict(self) -> dict:
         return {
             "wall_s": self.wall_s,

@@ -63,9 +63,9 @@ class Pattern:
 
 
 def _registry() -> dict[str, Pattern]:
-    from bench.patterns import batch, microbatch, request
+    from bench.patterns import batch, hybrid, microbatch, request
 
-    return {p.name: p for p in (batch.PATTERN, microbatch.PATTERN, request.PATTERN)}
+    return {p.name: p for p in (batch.PATTERN, microbatch.PATTERN, request.PATTERN, hybrid.PATTERN)}
 
 
 def get(name: str) -> Pattern:

@@ -10,9 +10,11 @@ latency within the SLO with no errors, found by doubling then bisection over fix
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from bench.model import Model, make_predictor
 from bench.params import require_choice, require_positive
 from bench.patterns import Pattern, PatternParams, RunContext, new_result
 from bench.results import RunResult, ensure_writable
-from bench.serve.http_app import APPS
+from bench.serve.http_app import AGGREGATES, APPS
 from bench.serve.process import ServerProcess
 
 BACKENDS = ("inprocess", "http", "ray_serve")
@@ -66,6 +68,10 @@ class RequestParams(PatternParams):
     num_threads: int = 1
     fault_kill_at_s: float = 0.0  #: http: SIGKILL the server this long into the main window (0 = no fault)
     fault_restart: bool = True  #: ... and restart it at once, as a process supervisor would
+    #: http: also answer the customer's 90-day activity (claim C10): "" no, "onthefly" computed with
+    #: polars from the activity log at request time, "precomputed" read from a store built in batch
+    aggregate: str = ""
+    activity_per_customer: float = 50.0  #: events per customer in the activity log (aggregate runs)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -73,6 +79,10 @@ class RequestParams(PatternParams):
         require_choice(owner, "backend", self.backend, BACKENDS)
         require_choice(owner, "schedule", self.schedule, load.SCHEDULES)
         require_choice(owner, "server_app", self.server_app, APPS)
+        require_choice(owner, "aggregate", self.aggregate, AGGREGATES)
+        if self.aggregate and self.backend != "http":
+            raise BenchError(f"{owner} parameter 'aggregate' needs backend 'http', got {self.backend!r}")
+        require_positive(owner, activity_per_customer=self.activity_per_customer)
         require_positive(
             owner,
             rate=self.rate,
@@ -106,6 +116,8 @@ def request_label(params: RequestParams | dict) -> str:
     if backend != "http":
         return backend
     tags = [get("server_app", "fastapi")] if get("server_app", "fastapi") != "fastapi" else []
+    if get("aggregate", ""):
+        tags.append(f"agg={get('aggregate')}")
     if get("server_workers", 1) != 1:
         tags.append(f"{get('server_workers')}w")
     if get("num_threads", 1) != 1:
@@ -118,17 +130,37 @@ def _schedule(params: RequestParams, rate: float, measured_s: float, seed: int) 
 
 
 @dataclass
-class _Window:
+class Window:
     name: str
     rate: float
     obs: load.Observations
     summary: dict
     cpu: metrics.CpuUsage
     mismatches: int = 0
+    answers: Answers | None = None
+
+
+class Answers:
+    """What ``/score`` answered besides the score, per request: where the score came from, how old its
+    inputs were when it arrived, and the aggregate feature if one was asked for."""
+
+    def __init__(self, n: int) -> None:
+        self.from_store = np.full(n, -1, dtype=np.int8)  #: 1 looked up, 0 scored live, -1 no answer
+        self.age_s = np.full(n, np.nan)  #: arrival time − the score's as_of (staleness)
+        self.as_of = np.full(n, np.nan)  #: epoch time the score's inputs were read
+        self.events_90d = np.full(n, -1, dtype=np.int64)
+        self.amount_90d = np.full(n, np.nan)
+
+    def record(self, i: int, doc: dict) -> None:
+        self.from_store[i] = doc.get("source") == "store"
+        self.as_of[i] = doc["as_of"]
+        self.age_s[i] = time.time() - doc["as_of"]
+        if "events_90d" in doc:
+            self.events_90d[i], self.amount_90d[i] = doc["events_90d"], doc["amount_90d"]
 
 
 @dataclass
-class _Backend:
+class Backend:
     """What a backend must give the driver: a way to run one window against ``X``."""
 
     params: RequestParams
@@ -141,13 +173,31 @@ class _Backend:
     cores: int = 1
     meter: metrics.CpuMeter | None = None  #: the window's meter, so a restarted server is counted too
     events: list[dict] = field(default_factory=list)  #: faults injected and what followed
+    ids: np.ndarray | None = None  #: customer ids of ``X``'s rows (sent to ``/score``)
+    path: str = "/predict"  #: the route scoring requests go to
+    server_env: dict[str, str] = field(default_factory=dict)  #: extra app settings (store, aggregate)
+    answers: Answers | None = None  #: the last window's extra answers (``/score`` only)
+    expected_aggregate: tuple[np.ndarray, np.ndarray] | None = None  #: per row of X: events, amount
+    aggregate_info: dict | None = None
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def window(self, schedule: np.ndarray, path: str = "/predict") -> load.Observations: ...
 
+    def prepare(self, data: workload.Dataset) -> None:
+        """Build what the server reads besides the model (called before ``start``)."""
 
-class _InProcess(_Backend):
+    @contextlib.contextmanager
+    def around(self, name: str) -> Iterator[None]:
+        """What runs beside the load during window ``name`` (faults, refresh jobs)."""
+        yield
+
+    def untracked_cpu(self) -> dict[str, float]:
+        """CPU-seconds of short-lived processes the window's meter could not sample, by label."""
+        return {}
+
+
+class _InProcess(Backend):
     """The predictor called directly, one row per call, on the driver's thread (a one-thread server)."""
 
     def start(self) -> None:
@@ -164,8 +214,31 @@ class _InProcess(_Backend):
         return load.drive_sync(schedule, call, deadline_s=float(schedule[-1]) + self.params.timeout_s)
 
 
-class _Http(_Backend):
+class HttpBackend(Backend):
     """A uvicorn server in its own process; the generator sends pre-encoded JSON over kept-alive connections."""
+
+    def prepare(self, data: workload.Dataset) -> None:
+        """With an aggregate (C10): the activity log, and for ``precomputed`` its batch aggregation in a store."""
+        p = self.params
+        if not p.aggregate:
+            return
+        from bench import features, store
+
+        activity = features.ensure_activity(data, per_customer=p.activity_per_customer)
+        with metrics.stopwatch() as took:
+            table = features.aggregate_all(pl.read_parquet(activity.path), customers=self.ids)
+        agg = pl.DataFrame({"customer_id": self.ids}).join(table, on="customer_id", how="left")
+        events, amount = agg["events_90d"].to_numpy(), agg["amount_90d"].to_numpy()
+        self.expected_aggregate = (events, amount)
+        self.path = "/score"
+        self.server_env = {"BENCH_AGGREGATE": p.aggregate, "BENCH_AGGREGATE_PATH": str(activity.path)}
+        self.aggregate_info = {"kind": p.aggregate, "log_rows": activity.rows, "log_sha256": activity.sha256}
+        if p.aggregate == "precomputed":
+            path = self.run_dir / "aggregates.sqlite"
+            with metrics.stopwatch() as wrote:
+                store.publish(path, self.ids, {"events_90d": events, "amount_90d": amount}, {"as_of": time.time()})
+            self.server_env["BENCH_AGGREGATE_PATH"] = str(path)
+            self.fixed_costs_s["aggregate_batch"] = took[0] + wrote[0]
 
     def start(self) -> None:
         p = self.params
@@ -177,6 +250,7 @@ class _Http(_Backend):
             num_threads=p.num_threads,
             app=p.server_app,
             gc_freeze=p.server_gc_freeze,
+            env=self.server_env,
         ).start()
         self.fixed_costs_s["server_start"] = self.server.start_seconds or 0.0
         self.roots = {"server": self.server.pid}
@@ -187,12 +261,27 @@ class _Http(_Backend):
         """Every request body encoded once, before any window: encoding is not part of a request's time."""
         pool = HttpPool(self.params.host, self.server.port, self.params.connections)
         rows = [[None if np.isnan(v) else float(v) for v in row] for row in self.X]
-        self.bodies = [pool.encode("POST", "/predict", orjson.dumps({"features": r})) for r in rows]
+        if self.path == "/score":
+            docs = [{"customer_id": int(c), "features": r} for c, r in zip(self.ids, rows, strict=True)]
+        else:
+            docs = [{"features": r} for r in rows]
+        self.bodies = [pool.encode("POST", self.path, orjson.dumps(d)) for d in docs]
         self.noop = pool.encode("GET", "/noop")
 
     def stop(self) -> None:
         if getattr(self, "server", None) is not None:
             self.server.stop()
+
+    @contextlib.contextmanager
+    def around(self, name: str) -> Iterator[None]:
+        """The main window's server fault, if one is asked for."""
+        p = self.params
+        fault = self.inject_fault(p.warmup_s + p.fault_kill_at_s) if name == "main" and p.fault_kill_at_s else None
+        try:
+            yield
+        finally:
+            if fault is not None:
+                fault.join(timeout=120.0)
 
     def inject_fault(self, at_s: float) -> threading.Timer:
         """Kill the server ``at_s`` seconds from now; restart it on the same port if asked."""
@@ -214,6 +303,7 @@ class _Http(_Backend):
                     num_threads=old.num_threads,
                     app=old.app,
                     gc_freeze=old.gc_freeze,
+                    env=old.env,
                 )
                 try:
                     self.server.start()
@@ -233,11 +323,17 @@ class _Http(_Backend):
         p = self.params
         pool = HttpPool(p.host, self.server.port, p.connections)
         bodies, n = self.bodies, len(self.bodies)
+        answers = self.answers = Answers(schedule.size) if path == "/score" else None
 
         async def call(i: int, on_send) -> tuple[int, float]:
-            raw = bodies[i % n] if path == "/predict" else self.noop
+            raw = bodies[i % n] if path != "/noop" else self.noop
             status, body = await pool.request(raw, p.timeout_s, on_send)
-            return status, orjson.loads(body)["score"] if status == 200 else float("nan")
+            if status != 200:
+                return status, float("nan")
+            doc = orjson.loads(body)
+            if answers is not None:
+                answers.record(i, doc)
+            return status, doc["score"]
 
         async def setup() -> None:
             await pool.warm(min(p.connections, 16))
@@ -250,7 +346,7 @@ class _Http(_Backend):
         )
 
 
-class _RayServe(_Http):
+class _RayServe(HttpBackend):
     """The same scorer as a Ray Serve deployment behind Serve's HTTP proxy; Ray's own processes are
     measured as part of the pattern (they are what it costs to run it)."""
 
@@ -271,22 +367,20 @@ class _RayServe(_Http):
         self._encode_bodies()
 
 
-_BACKENDS: dict[str, type[_Backend]] = {"inprocess": _InProcess, "http": _Http, "ray_serve": _RayServe}
+_BACKENDS: dict[str, type[Backend]] = {"inprocess": _InProcess, "http": HttpBackend, "ray_serve": _RayServe}
 
 
-def _measure(
-    backend: _Backend, name: str, rate: float, measured_s: float, seed: int, path: str = "/predict"
-) -> _Window:
+def measure(backend: Backend, name: str, rate: float, measured_s: float, seed: int, path: str = "") -> Window:
+    """One open-loop window at ``rate`` against the backend, its CPU metered, its answers checked."""
     p = backend.params
+    path = path or backend.path
     schedule = _schedule(p, rate, measured_s, seed)
     with metrics.CpuMeter(roots={"generator": os.getpid(), **backend.roots}, interval_s=None) as meter:
         backend.meter = meter
-        fault = None
-        if name == "main" and p.fault_kill_at_s:
-            fault = backend.inject_fault(p.warmup_s + p.fault_kill_at_s)
-        obs = backend.window(schedule, path)
-        if fault is not None:
-            fault.join(timeout=120.0)
+        with backend.around(name):
+            obs = backend.window(schedule, path)
+    for label, cpu_s in backend.untracked_cpu().items():
+        meter.result.charge(label, cpu_s)
     summary = metrics.window_summary(
         obs,
         warmup_s=p.warmup_s,
@@ -299,20 +393,25 @@ def _measure(
         summary["valid"] = False
         summary["invalid_reasons"].append(busy)
     mismatches = 0
-    if path == "/predict":
+    if path != "/noop":
         ok = (obs.status == 200) & ~np.isnan(obs.scores)
         idx = np.arange(obs.intended.size)[ok] % len(backend.expected)
         mismatches = int(np.sum(obs.scores[ok] != backend.expected[idx]))
-    return _Window(name, rate, obs, summary, meter.result, mismatches)
+        if backend.expected_aggregate is not None and backend.answers is not None:
+            events, amount = backend.expected_aggregate
+            a = backend.answers
+            wrong = (a.events_90d[ok] != events[idx]) | ~np.isclose(a.amount_90d[ok], amount[idx], rtol=1e-9, atol=1e-6)
+            mismatches += int(wrong.sum())
+    return Window(name, rate, obs, summary, meter.result, mismatches, backend.answers if path == "/score" else None)
 
 
-def _capacity(backend: _Backend) -> dict:
+def search_capacity(backend: Backend) -> dict:
     """Doubling from the main rate, then bisection, over fixed windows; the last passing rate is the capacity."""
     p = backend.params
-    windows: list[_Window] = []
+    windows: list[Window] = []
 
     def passes(rate: float) -> bool | None:
-        w = _measure(backend, f"capacity@{rate:.0f}", rate, p.capacity_window_s, p.seed + len(windows) + 1)
+        w = measure(backend, f"capacity@{rate:.0f}", rate, p.capacity_window_s, p.seed + len(windows) + 1)
         windows.append(w)
         if not w.summary["slo_decidable"]:
             return None  # the generator, not the server, set the limit: stop searching
@@ -342,8 +441,10 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
     X = np.ascontiguousarray(workload.feature_matrix(frame))
     expected = make_predictor(model, params.predictor, 1).predict(X)
     backend = _BACKENDS[params.backend](params, X, expected, model, run_dir)
+    backend.ids = frame[workload.ID_COLUMN.name].to_numpy()
+    backend.prepare(data)
     measured_s = min(max(params.duration_s, params.min_requests / params.rate), params.max_duration_s)
-    windows: list[_Window] = []
+    windows: list[Window] = []
     cap = None
     try:
         with metrics.stopwatch() as start_s:
@@ -351,12 +452,12 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
         backend.fixed_costs_s.setdefault("backend_start", start_s[0])
         floor = None
         if params.floor and params.backend == "http":
-            floor = _measure(backend, "floor", min(params.rate, 500.0), 2.0, params.seed + 100, path="/noop")
+            floor = measure(backend, "floor", min(params.rate, 500.0), 2.0, params.seed + 100, path="/noop")
             windows.append(floor)
-        main = _measure(backend, "main", params.rate, measured_s, params.seed)
+        main = measure(backend, "main", params.rate, measured_s, params.seed)
         windows.append(main)
         if params.capacity:
-            cap = _capacity(backend)
+            cap = search_capacity(backend)
             windows.extend(cap.pop("_windows"))
     finally:
         backend.stop()
@@ -390,6 +491,7 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
         "unavailability": metrics.unavailability(main.obs, params.warmup_s),
         "fault_events": backend.events,
         "fixed_costs_s": dict(backend.fixed_costs_s),
+        "aggregate": backend.aggregate_info,
     }
     result.metrics = m
     for reason in s["invalid_reasons"]:
@@ -397,7 +499,9 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
     if busy := capacity.contended(cap):
         result.invalidate(busy)
     if m["score_mismatches"]:
-        result.invalidate(f"{m['score_mismatches']} answered score(s) differ from predict() on the same row")
+        result.invalidate(
+            f"{m['score_mismatches']} answer(s) differ from predict() (or the batch aggregate) on the same row"
+        )
     if not s["sustainable"]:
         m["not_sustainable_because"] = _why_not(s, params)
     result.samples = pl.concat(

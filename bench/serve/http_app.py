@@ -6,6 +6,12 @@ missing values, categoricals their integer codes) and answers ``{"score": s}``, 
 same stack without touching the model: the floor the load generator reports beside every result.
 Bad bodies get a 4xx with a message and the server keeps serving.
 
+``POST /score`` takes ``{"customer_id": id, "features": [...]}``. With a store (the hybrid pattern)
+it answers the pre-computed score by lookup and falls back to live scoring for a customer the store
+does not have (cold start); ``source`` says which, ``as_of`` when the score's inputs were read (the
+batch job's snapshot time, or now). With an aggregate (claim C10) it also answers the customer's
+90-day activity, computed on the fly from the activity log or read pre-computed from a store.
+
 Two apps share one scorer: ``fastapi`` (the stack most teams deploy) and ``asgi`` (a bare ASGI
 callable on the same uvicorn, no routing or middleware layers), so the framework's own cost per
 request is measured rather than guessed. Handlers read the raw body and score on the event loop:
@@ -17,6 +23,7 @@ one row takes ~100 µs, less than a thread-pool hop would cost.
 import gc
 import math
 import os
+import time
 
 import numpy as np
 import orjson
@@ -26,14 +33,29 @@ from bench.workload import FEATURES
 
 N_FEATURES = len(FEATURES)
 APPS = ("fastapi", "asgi")
+AGGREGATES = ("", "onthefly", "precomputed")
 
 
 class Scorer:
     """The model and the request logic both apps share: body bytes in, (status, JSON bytes) out."""
 
-    def __init__(self, model_path: str, num_threads: int = 1, gc_freeze: bool = True) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        num_threads: int = 1,
+        gc_freeze: bool = True,
+        *,
+        store_kind: str = "",
+        store_path: str = "",
+        aggregate: str = "",
+        aggregate_path: str = "",
+    ) -> None:
+        from bench import store
+
         self.model = model_mod.load(model_path)
         self.predictor = model_mod.make_predictor(self.model, "lightgbm", num_threads)
+        self.store = store.open_store(store_kind, store_path) if store_kind else None
+        self.aggregate = _aggregator(aggregate, aggregate_path)
         self.health_body = orjson.dumps({"status": "ok", "model_sha256": self.model.sha256, "pid": os.getpid()})
         self.noop_body = orjson.dumps({"score": 0.0})
         # The model and the app are built once and live for the whole process: move them out of the
@@ -44,23 +66,83 @@ class Scorer:
             gc.freeze()
 
     def predict(self, body: bytes) -> tuple[int, bytes]:
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return 400, orjson.dumps({"error": f"body is not valid JSON: {exc}"})
-        features = payload.get("features") if isinstance(payload, dict) else None
-        if not isinstance(features, list):
-            return 422, orjson.dumps({"error": 'expected a JSON object {"features": [...]}'})
-        if len(features) != N_FEATURES:
-            return 422, orjson.dumps({"error": f"expected {N_FEATURES} features, got {len(features)}"})
-        try:
-            row = np.array([[math.nan if v is None else v for v in features]], dtype=np.float64)
-        except (TypeError, ValueError):
-            return 422, orjson.dumps({"error": "features must be numbers or null"})
+        payload, error = _parse(body)
+        if error:
+            return error
+        status, row = _row(payload)
+        if status != 200:
+            return status, row
         return 200, orjson.dumps({"score": float(self.predictor.predict(row)[0])})
 
+    def score(self, body: bytes) -> tuple[int, bytes]:
+        """``/score``: the stored score if the store has this customer, else a live one; plus the aggregate."""
+        payload, error = _parse(body)
+        if error:
+            return error
+        customer = payload.get("customer_id")
+        if not isinstance(customer, int):
+            return 422, orjson.dumps({"error": 'expected an integer "customer_id"'})
+        out = None
+        if self.store is not None:
+            self.store.refresh()
+            hit = self.store.get(customer)
+            if hit is not None:
+                out = {"score": hit[0], "source": "store", "as_of": self.store.meta["as_of"]}
+        if out is None:
+            status, row = _row(payload)
+            if status != 200:
+                return status, row
+            out = {"score": float(self.predictor.predict(row)[0]), "source": "live", "as_of": time.time()}
+        if self.aggregate is not None:
+            out["events_90d"], out["amount_90d"] = self.aggregate(customer)
+        return 200, orjson.dumps(out)
 
-def create_app(model_path: str, num_threads: int = 1, gc_freeze: bool = True):
+
+def _parse(body: bytes) -> tuple[dict, tuple[int, bytes] | None]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return {}, (400, orjson.dumps({"error": f"body is not valid JSON: {exc}"}))
+    if not isinstance(payload, dict):
+        return {}, (422, orjson.dumps({"error": 'expected a JSON object {"features": [...]}'}))
+    return payload, None
+
+
+def _row(payload: dict) -> tuple[int, np.ndarray | bytes]:
+    """The request's features as a one-row matrix, or a 422 saying what is wrong with them."""
+    features = payload.get("features")
+    if not isinstance(features, list):
+        return 422, orjson.dumps({"error": 'expected a JSON object {"features": [...]}'})
+    if len(features) != N_FEATURES:
+        return 422, orjson.dumps({"error": f"expected {N_FEATURES} features, got {len(features)}"})
+    try:
+        return 200, np.array([[math.nan if v is None else v for v in features]], dtype=np.float64)
+    except (TypeError, ValueError):
+        return 422, orjson.dumps({"error": "features must be numbers or null"})
+
+
+def _aggregator(kind: str, path: str):
+    """``customer_id -> (events_90d, amount_90d)``: on the fly from the activity log, or read pre-computed."""
+    if not kind:
+        return None
+    if kind == "onthefly":
+        from bench.features import OnTheFly
+
+        return OnTheFly(path).get
+    if kind == "precomputed":
+        from bench.store import SqliteStore
+
+        reader = SqliteStore(path)
+
+        def read(customer: int) -> tuple[int, float]:
+            row = reader.get(customer)
+            return (int(row[0]), float(row[1])) if row is not None else (0, 0.0)
+
+        return read
+    raise ValueError(f"aggregate must be one of {AGGREGATES}, got {kind!r}")
+
+
+def create_app(model_path: str, num_threads: int = 1, gc_freeze: bool = True, **options):
     """The FastAPI app, with the model loaded and the predictor built before the first request."""
     from fastapi import FastAPI, Request
     from fastapi.responses import Response
@@ -82,17 +164,22 @@ def create_app(model_path: str, num_threads: int = 1, gc_freeze: bool = True):
     async def predict(request: Request) -> Response:
         return respond(*scorer.predict(await request.body()))
 
+    @app.post("/score")
+    async def score(request: Request) -> Response:
+        return respond(*scorer.score(await request.body()))
+
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:  # never drop the connection silently
         return respond(500, orjson.dumps({"error": f"{type(exc).__name__}: {exc}"}))
 
-    scorer = Scorer(model_path, num_threads, gc_freeze)  # last, so gc.freeze() also covers the app
+    scorer = Scorer(model_path, num_threads, gc_freeze, **options)  # last: gc.freeze() covers the app
     return app
 
 
-def create_asgi_app(model_path: str, num_threads: int = 1, gc_freeze: bool = True):
+def create_asgi_app(model_path: str, num_threads: int = 1, gc_freeze: bool = True, **options):
     """The same routes as a bare ASGI callable: what the server costs without a framework."""
-    scorer = Scorer(model_path, num_threads, gc_freeze)
+    scorer = Scorer(model_path, num_threads, gc_freeze, **options)
+    handlers = {"/predict": scorer.predict, "/score": scorer.score}
     json_type = (b"content-type", b"application/json")
 
     async def send_json(send, status: int, body: bytes) -> None:
@@ -107,7 +194,7 @@ def create_asgi_app(model_path: str, num_threads: int = 1, gc_freeze: bool = Tru
             await send({"type": "lifespan.shutdown.complete"})
             return
         route = (scope["method"], scope["path"])
-        if route == ("POST", "/predict"):
+        if scope["method"] == "POST" and scope["path"] in handlers:
             chunks = []
             while True:
                 message = await receive()
@@ -115,7 +202,7 @@ def create_asgi_app(model_path: str, num_threads: int = 1, gc_freeze: bool = Tru
                 if not message.get("more_body"):
                     break
             try:
-                status, body = scorer.predict(b"".join(chunks))
+                status, body = handlers[scope["path"]](b"".join(chunks))
             except Exception as exc:  # never drop the connection silently
                 status, body = 500, orjson.dumps({"error": f"{type(exc).__name__}: {exc}"})
             await send_json(send, status, body)
@@ -139,4 +226,8 @@ def app_from_env():
         os.environ["BENCH_MODEL_PATH"],
         int(os.environ.get("BENCH_NUM_THREADS", "1")),
         os.environ.get("BENCH_SERVER_GC_FREEZE", "1") == "1",
+        store_kind=os.environ.get("BENCH_STORE_KIND", ""),
+        store_path=os.environ.get("BENCH_STORE_PATH", ""),
+        aggregate=os.environ.get("BENCH_AGGREGATE", ""),
+        aggregate_path=os.environ.get("BENCH_AGGREGATE_PATH", ""),
     )

@@ -58,10 +58,12 @@ class ServerProcess:
         num_threads: int = 1,
         app: str = "fastapi",
         gc_freeze: bool = True,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.model_path, self.log_path = Path(model_path), Path(log_path)
         self.host, self.port = host, port or free_port(host)
         self.workers, self.num_threads, self.app, self.gc_freeze = workers, num_threads, app, gc_freeze
+        self.env = dict(env or {})  #: extra BENCH_* settings for the app (store, aggregate)
         self.proc: subprocess.Popen | None = None
         self.start_seconds: float | None = None
 
@@ -105,7 +107,7 @@ class ServerProcess:
             "BENCH_SERVER_APP": self.app,
             "BENCH_SERVER_GC_FREEZE": "1" if self.gc_freeze else "0",
             "OMP_NUM_THREADS": str(self.num_threads),
-        }
+        } | self.env
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         with open(self.log_path, "ab") as log:
