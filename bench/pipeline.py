@@ -16,6 +16,7 @@ from typing import Any
 from bench import paths, patterns, profiles, results
 from bench.errors import BenchError
 from bench.params import from_string, parse
+from bench.patterns.hybrid import hybrid_label
 from bench.patterns.request import request_label
 
 #: The Jupyter kernel the pipeline runs notebooks in: this interpreter, registered under the venv.
@@ -132,9 +133,13 @@ def setup_notebooks(profile: str, results_dir: Path | None = None) -> None:
 def _describe(pattern: str, values: dict[str, Any]) -> str:
     """One sweep point in a progress line."""
     if pattern == "request":
-        return request_label(values)
+        fault = ", server killed" if values.get("fault_kill_at_s") else ""
+        return f"{request_label(values)}{fault}"
     if pattern == "microbatch":
         return f"max_batch {values.get('max_batch', 1000)}, max_wait {values.get('max_wait_ms', 50.0)} ms"
+    if pattern == "hybrid":
+        fault = ", refresh killed" if values.get("fault_batch_kill_at_s") else ""
+        return f"{hybrid_label(values)}{fault}"
     return f"{values.get('rows')} rows"
 
 

@@ -24,6 +24,8 @@ class Profile:
     request_repeats: int = 1  #: runs per request variant (each one costs a capacity search)
     microbatch: dict[str, Any] = field(default_factory=dict)  #: MicrobatchParams of every streaming run
     microbatch_variants: tuple[dict[str, Any], ...] = ()  #: the batch configurations the pipeline sweeps
+    hybrid: dict[str, Any] = field(default_factory=dict)  #: HybridParams of every hybrid run
+    hybrid_variants: tuple[dict[str, Any], ...] = ()  #: store, hit ratio and fault configurations
 
     def pattern_params(self, pattern: str) -> dict[str, Any]:
         """Parameters a single ``bench run <pattern>`` starts from (the sweep's smallest point)."""
@@ -33,6 +35,8 @@ class Profile:
             return {**self.model, **self.request}
         if pattern == "microbatch":
             return {**self.model, **self.microbatch}
+        if pattern == "hybrid":
+            return {**self.model, **self.hybrid}
         return dict(self.model)
 
     def sweep(self, pattern: str) -> list[dict[str, Any]]:
@@ -47,8 +51,24 @@ class Profile:
             ]
         if pattern == "microbatch":
             return [{**self.model, **self.microbatch, **variant} for variant in self.microbatch_variants]
+        if pattern == "hybrid":
+            return [{**self.model, **self.hybrid, **variant} for variant in self.hybrid_variants]
         return []
 
+
+#: Per-request runs that answer a claim rather than size a service (not costed as serving options):
+#: the model server killed mid-window and restarted by a supervisor (C8), and a 90-day activity
+#: aggregate computed per request with polars vs read pre-computed (C10).
+REQUEST_EXTRAS: tuple[dict[str, Any], ...] = (
+    {"backend": "http", "fault_kill_at_s": 4.0, "capacity": False, "floor": False},
+    {"backend": "http", "aggregate": "onthefly", "floor": False, "capacity_max_rate": 2_000.0},
+    {"backend": "http", "aggregate": "precomputed", "floor": False},
+)
+#: The hybrid runs: steady state with its capacity, and a refresh killed half-way (C8).
+HYBRID_VARIANTS: tuple[dict[str, Any], ...] = (
+    {},
+    {"fault_batch_kill_at_s": 11.0, "capacity": False, "duration_s": 30.0},
+)
 
 PROFILES: dict[str, Profile] = {
     p.name: p
@@ -80,6 +100,16 @@ PROFILES: dict[str, Profile] = {
                 "saturation_events": 5_000,
             },
             microbatch_variants=({},),
+            hybrid={
+                "rows": 2_000,
+                "rate": 100.0,
+                "duration_s": 4.0,
+                "min_requests": 200,
+                "warmup_s": 0.5,
+                "capacity": False,
+                "refresh_interval_s": 1.5,
+            },
+            hybrid_variants=({"fault_batch_kill_at_s": 1.6},),
         ),
         Profile(
             name="default",
@@ -95,9 +125,12 @@ PROFILES: dict[str, Profile] = {
                 {"backend": "http", "server_app": "asgi"},
                 # Ray Serve on 2 cores answers well under 100 req/s: start its search lower.
                 {"backend": "ray_serve", "rate": 25.0, "min_requests": 250},
+                *REQUEST_EXTRAS,
             ),
             microbatch={"rate": 2_000.0, "duration_s": 6.0, "capacity_window_s": 4.0, "saturation_events": 200_000},
             microbatch_variants=({"max_batch": 1_000, "max_wait_ms": 50.0}, {"max_batch": 100, "max_wait_ms": 10.0}),
+            hybrid={"rows": 100_000, "rate": 200.0, "duration_s": 20.0, "refresh_interval_s": 5.0},
+            hybrid_variants=HYBRID_VARIANTS,
         ),
         Profile(
             name="full",
@@ -113,6 +146,7 @@ PROFILES: dict[str, Profile] = {
                 {"backend": "http", "server_app": "asgi"},
                 {"backend": "http", "server_app": "asgi", "server_workers": 2},
                 {"backend": "ray_serve", "rate": 25.0, "min_requests": 750},
+                *REQUEST_EXTRAS,
             ),
             request_repeats=3,
             microbatch={
@@ -127,6 +161,8 @@ PROFILES: dict[str, Profile] = {
                 {"max_batch": 1_000, "max_wait_ms": 50.0},
                 {"max_batch": 100, "max_wait_ms": 10.0},
             ),
+            hybrid={"rows": 100_000, "rate": 200.0, "duration_s": 30.0, "refresh_interval_s": 6.0},
+            hybrid_variants=(*HYBRID_VARIANTS, {"store": "dict"}, {"hit_ratio": 0.5}),
         ),
     )
 }

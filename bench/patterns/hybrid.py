@@ -383,7 +383,9 @@ def run(data: workload.Dataset, model: Model, params: HybridParams, context: Run
         result.invalidate(f"{len(failed)} refresh job(s) failed without a fault: {failed[0].get('error') or failed[0]}")
     main_frame = main.obs.frame(window="main", offered_rate=float(params.rate), warmup_s=float(params.warmup_s))
     main_frame = main_frame.with_columns(
-        pl.Series("from_store", main.answers.from_store), pl.Series("age_s", main.answers.age_s)
+        pl.Series("from_store", main.answers.from_store),
+        pl.Series("age_s", main.answers.age_s),
+        pl.Series("as_of", main.answers.as_of),
     )
     result.samples = pl.concat(
         [main_frame]
