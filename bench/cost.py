@@ -8,6 +8,9 @@ runs, how peaky the request rate is and how many replicas availability demands. 
   where used), billed on the job's cores and memory at the price's granularity and minimum;
 * **always-on** (per-request backends, streaming configurations) — replicas × cores × 24 h, with
   replicas = max(min replicas, ceil(peak rate / measured capacity per replica at the SLO));
+* **hybrid** — its batch jobs (each re-scores the whole customer base at the measured job rate, plus
+  the job's measured start-up) + its always-on lookup servers, sized like any always-on service by
+  the lookup capacity measured at the run's hit ratio;
 * **consumed** core-seconds (measured CPU per prediction × volume) are shown beside the
   **provisioned** ones (what is billed, idle included).
 
@@ -88,6 +91,7 @@ class Workload:
     batch_every_h: float = 24.0  #: a batch job runs this often
     peak_to_mean: float = 3.0  #: peak request rate over the mean rate
     min_replicas: int = 2  #: always-on replicas kept for availability, however low the load
+    customers: float = 0.0  #: hybrid: scores pre-computed per batch (0 = one per prediction of the day)
 
     def __post_init__(self) -> None:
         require_positive(
@@ -98,6 +102,8 @@ class Workload:
         )
         if self.peak_to_mean < 1:
             raise BenchError(f"Workload 'peak_to_mean' must be >= 1, got {self.peak_to_mean}")
+        if self.customers < 0:
+            raise BenchError(f"Workload 'customers' must be >= 0, got {self.customers}")
         if self.batch_every_h > 24 * 365:
             raise BenchError(f"Workload 'batch_every_h' must be at most a year, got {self.batch_every_h}")
 
@@ -129,6 +135,20 @@ class ServiceMeasure:
     cpu_s_per_prediction: float
     memory_gib: float  #: 0 where the run did not measure it
     slo_ms: float
+
+
+@dataclass(frozen=True)
+class HybridMeasure:
+    run_id: str
+    capacity_per_s: float  #: lookup server, at the run's SLO and hit ratio, per replica
+    cores: float  #: cores one lookup replica holds
+    cpu_s_per_prediction: float  #: lookup server CPU per answer
+    memory_gib: float
+    slo_ms: float
+    job_rows_per_s: float  #: the batch job's read + score + publish rate
+    job_fixed_s: float  #: the batch job's start-up (interpreter, imports, model load)
+    job_cores: float
+    job_cpu_s_per_row: float  #: the job's whole CPU over its rows (start-up included)
 
 
 def batch_measures(runs: Sequence[RunResult], engine: str = "local") -> list[BatchMeasure]:
@@ -179,6 +199,33 @@ def service_measures(runs: Sequence[RunResult], pattern: str, backend: str) -> l
     return out
 
 
+def hybrid_measures(runs: Sequence[RunResult], backend: str) -> list[HybridMeasure]:
+    """Valid hybrid runs of one configuration with a lookup capacity and a successful batch job."""
+    out = []
+    for r in runs:
+        if r.pattern != "hybrid" or r.backend != backend or not r.valid:
+            continue
+        m = r.metrics
+        cap, job = m.get("capacity") or {}, m.get("job") or {}
+        if not cap.get("rate_per_s") or not job or not m.get("predictions"):
+            continue
+        out.append(
+            HybridMeasure(
+                run_id=r.run_id,
+                capacity_per_s=cap["rate_per_s"],
+                cores=m["provisioned_core_seconds"] / m["wall_seconds"],
+                cpu_s_per_prediction=m["cpu_seconds"] / m["predictions"],
+                memory_gib=0.0,
+                slo_ms=cap["slo_ms"],
+                job_rows_per_s=job["rows_per_s"],
+                job_fixed_s=job["fixed_s"],
+                job_cores=job["cores"],
+                job_cpu_s_per_row=job["cpu_s"] / job["rows"],
+            )
+        )
+    return out
+
+
 def _median(measures: Sequence, cls):
     """A measure whose every number is the median over ``measures`` (run ids joined)."""
     values = {}
@@ -223,17 +270,39 @@ def service_cost(m: ServiceMeasure, w: Workload, p: Prices) -> dict:
     }
 
 
+def hybrid_cost(m: HybridMeasure, w: Workload, p: Prices) -> dict:
+    """A day of hybrid: its batch refreshes of the whole customer base plus its always-on lookup servers."""
+    jobs = 24.0 / w.batch_every_h
+    customers = w.customers or w.predictions_per_day
+    wall = customers / m.job_rows_per_s + m.job_fixed_s
+    billed = p.billed_seconds(wall)
+    batch = jobs * billed / 3600 * p.per_hour(m.job_cores, 0.0)
+    serve = service_cost(
+        ServiceMeasure(m.run_id, m.capacity_per_s, m.cores, m.cpu_s_per_prediction, m.memory_gib, m.slo_ms), w, p
+    )
+    return serve | {
+        "cost_per_day": batch + serve["cost_per_day"],
+        "batch_cost_per_day": batch,
+        "provisioned_core_s": serve["provisioned_core_s"] + jobs * billed * m.job_cores,
+        "consumed_core_s": serve["consumed_core_s"] + jobs * customers * m.job_cpu_s_per_row,
+        "job_wall_s": wall,
+    }
+
+
 @dataclass(frozen=True)
 class Option:
     """One costed way of serving: a label, its measured runs, and how a day of it is priced."""
 
     label: str
-    kind: str  #: "batch" or "always-on"
+    kind: str  #: "batch", "always-on" or "hybrid"
     measures: tuple
 
     def cost(self, w: Workload, p: Prices, measure=None) -> dict:
         m = measure or _median(self.measures, type(self.measures[0]))
-        return (batch_cost if self.kind == "batch" else service_cost)(m, w, p)
+        return _COSTS[self.kind](m, w, p)
+
+
+_COSTS = {"batch": batch_cost, "always-on": service_cost, "hybrid": hybrid_cost}
 
 
 def options(runs: Sequence[RunResult]) -> tuple[list[Option], list[dict]]:
@@ -245,18 +314,29 @@ def options(runs: Sequence[RunResult]) -> tuple[list[Option], list[dict]]:
             found.append(Option(f"batch ({engine})", "batch", tuple(ms)))
         elif engine == "local":
             missing.append({"option": "batch", "reason": "no valid batch run"})
-    for pattern in ("request", "microbatch"):
-        for backend in sorted({r.backend for r in runs if r.pattern == pattern}):
+    for pattern in ("request", "microbatch", "hybrid"):
+        for backend in sorted({r.backend for r in runs if r.pattern == pattern and serving(r)}):
             if pattern == "request" and backend.startswith("inprocess"):
                 continue  # a library call inside the caller's process: not a service one can buy
-            ms = service_measures(runs, pattern, backend)
-            label = f"{'real-time' if pattern == 'request' else 'streaming'} {backend}"
+            family = {"request": "real-time", "microbatch": "streaming", "hybrid": "hybrid"}[pattern]
+            label = f"{family} {backend}"
+            if pattern == "hybrid":
+                ms, kind = hybrid_measures(runs, backend), "hybrid"
+            else:
+                ms, kind = service_measures(runs, pattern, backend), "always-on"
             if ms:
-                found.append(Option(label, "always-on", tuple(ms)))
+                found.append(Option(label, kind, tuple(ms)))
             else:
                 missing.append({"option": label, "reason": "no valid run with a capacity at its SLO"})
-    missing.append({"option": "hybrid", "reason": "the hybrid pattern is not measured yet"})
+    if not any(r.pattern == "hybrid" for r in runs):
+        missing.append({"option": "hybrid", "reason": "no hybrid run"})
     return found, missing
+
+
+def serving(r: RunResult) -> bool:
+    """Runs that size a service: not fault runs, and not per-request runs computing an extra aggregate (C10)."""
+    p = r.params
+    return not (p.get("fault_kill_at_s") or p.get("fault_batch_kill_at_s") or p.get("aggregate"))
 
 
 def sweep(

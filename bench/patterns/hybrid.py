@@ -49,6 +49,7 @@ class HybridParams(RequestParams):
     refresh_interval_s: float = 5.0  #: the batch job re-runs this often in the main window (0 = never)
     job_threads: int = 1  #: the batch job's predictor threads (it shares the machine with the server)
     job_timeout_s: float = 300.0  #: a batch job that runs longer is killed and counted as failed
+    job_nice: int = 10  #: the job's CPU priority below the server's, as on a shared box (0 = same)
     fault_batch_kill_at_s: float = 0.0  #: SIGKILL the first refresh starting this long into the window
     fault_rerun: bool = True  #: ... and re-run it at once, as the article's scheduler would
     duration_s: float = 20.0
@@ -68,6 +69,8 @@ class HybridParams(RequestParams):
         for name in ("refresh_interval_s", "fault_batch_kill_at_s"):
             if getattr(self, name) < 0:
                 raise BenchError(f"{owner} parameter {name!r} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.job_nice <= 19:
+            raise BenchError(f"{owner} parameter 'job_nice' must be 0–19, got {self.job_nice}")
         if self.job_threads < 1 or self.job_timeout_s <= 0:
             raise BenchError(f"{owner} parameters 'job_threads' and 'job_timeout_s' must be positive")
         if self.fault_kill_at_s:
@@ -182,7 +185,15 @@ class LookupBackend(HttpBackend):
         env = os.environ | {"OMP_NUM_THREADS": str(p.job_threads)}
         inode_before = os.stat(self.store_path).st_ino if self.store_path.exists() else None
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        nice = p.job_nice
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=(lambda: os.nice(nice)) if nice else None,  # noqa: PLW1509 - no threads touched
+        )
         record: dict = {"kind": kind, "pid": proc.pid, "killed": False}
         limit = p.job_timeout_s if kill_after_s is None else min(kill_after_s, p.job_timeout_s)
         try:
