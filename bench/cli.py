@@ -39,6 +39,21 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("kernel", help="register this interpreter as the 'bench' Jupyter kernel")
 
+    rec = sub.add_parser(
+        "recommend", help="the pattern four answers call for, with its measured latency and cost (claim C9)"
+    )
+    rec.add_argument("--latency", help="acceptable latency from trigger to prediction, e.g. 100ms, 2s, 5min")
+    rec.add_argument("--freshness", help="how old a prediction may be when used, e.g. 5min, 24h, 7d")
+    rec.add_argument("--trigger", help="what triggers a prediction: schedule, event or request")
+    rec.add_argument("--volume", help="predictions per day, e.g. 1e6 or 250k")
+    rec.add_argument("--use-cases", action="store_true", help="run the article's seven use cases instead")
+    rec.add_argument("--results", type=Path, default=None, help="results directory (default results/)")
+    rec.add_argument("--price-preset", default="", help="a preset of the price file (default: its default)")
+    rec.add_argument("--prices-file", default="", help="a price YAML file (default bench/prices.yaml)")
+    rec.add_argument("--peak-to-mean", type=float, default=3.0, help="peak request rate over the mean (default 3)")
+    rec.add_argument("--min-replicas", type=int, default=2, help="always-on replicas kept at least (default 2)")
+    rec.add_argument("--json", action="store_true", help="print the recommendation(s) as JSON")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -51,6 +66,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"report: {pipeline.report(args.results)}")
         elif args.command == "kernel":
             print(f"kernel: {pipeline.ensure_kernel()}")
+        elif args.command == "recommend":
+            from bench import recommend
+
+            print(
+                recommend.command(
+                    latency=args.latency,
+                    freshness=args.freshness,
+                    trigger=args.trigger,
+                    volume=args.volume,
+                    use_cases=args.use_cases,
+                    results_dir=args.results,
+                    price_preset=args.price_preset,
+                    prices_file=args.prices_file,
+                    peak_to_mean=args.peak_to_mean,
+                    min_replicas=args.min_replicas,
+                    as_json=args.json,
+                )
+            )
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2

@@ -109,7 +109,7 @@ PROFILES: dict[str, Profile] = {
                 "capacity": False,
                 "refresh_interval_s": 1.5,
             },
-            hybrid_variants=({"fault_batch_kill_at_s": 1.6},),
+            hybrid_variants=({"fault_batch_kill_at_s": 1.0},),  # the first refresh is the one killed
         ),
         Profile(
             name="default",

@@ -17,7 +17,11 @@ Latency and staleness as the consumer sees them:
   triggers, the interval + the job for an event trigger (the event's data reaches the store then).
 
 Batch and hybrid run on the least frequent schedule of a ladder of round intervals (24 h … 1 min)
-that meets the answers: fewer jobs cost less (each is billed at least the price's minimum).
+that meets the answers: fewer jobs cost less (each is billed at least the price's minimum). A
+freshness of exactly 24 h therefore gets a 12 h schedule: a daily job's scores are 24 h + the job
+old before they are replaced. A hybrid job re-scores ``workload_base.customers`` entities (0: the
+day's volume), as ``bench.cost`` prices it. Always-on latency is the p99 measured at the run's
+offered rate; ``bench.cost`` sizes replicas so the peak stays within the capacity measured at the SLO.
 
 Which families a trigger may use (the rest are listed with the reason):
 
@@ -50,7 +54,7 @@ from bench.errors import BenchError
 from bench.results import RunResult
 
 TRIGGERS = ("schedule", "event", "request")
-FAMILIES = ("batch", "hybrid", "real-time", "streaming")
+FAMILIES = ("batch", "hybrid", "streaming", "real-time")  #: simplest to run first: breaks cost ties
 #: Batch and hybrid schedules tried, least frequent (cheapest) first; a minute is cron's granularity.
 BATCH_INTERVALS_H = (24.0, 12.0, 8.0, 6.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.25, 1 / 6, 1 / 12, 1 / 30, 1 / 60)
 #: Daily volumes swept to find where the recommendation flips.
@@ -201,9 +205,17 @@ def fmt_volume(v: float) -> str:
 
 
 def fmt_money(x: float | None) -> str:
+    """Dollars: cents above $1, three significant digits below (a daily batch job can cost $0.00138)."""
     if x is None:
         return "n/a"
     return f"${x:,.2f}" if x >= 1 else f"${x:.3g}"
+
+
+def fmt_ratio(x: float) -> str:
+    """How many times larger: "2.9×", "1,440×"; a near tie as a percentage ("+0.12%")."""
+    if x < 1.1:
+        return f"+{(x - 1) * 100:.2g}%"
+    return f"{x:,.0f}×" if x >= 10 else f"{x:.2g}×"
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,13 +262,15 @@ class Assessment:
     def summary(self) -> str:
         """Its figures in one line: latency, staleness, schedule, cost and what is billed."""
         sched = f", every {fmt_duration(self.batch_every_h * 3600)}" if self.batch_every_h else ""
-        job = f", job {fmt_duration(self.job_wall_s)}" if self.job_wall_s is not None else ""
+        shown = self.job_wall_s is not None and self.latency_basis != "job wall"
+        job = f", job {fmt_duration(self.job_wall_s)}" if shown else ""
         return (
             f"{self.latency_basis} {fmt_duration(self.latency_s)}, staleness ≤ {fmt_duration(self.staleness_s)}"
             f"{sched}{job}; {fmt_money(self.cost_per_day)}/day ({self.units:g} {self.unit})"
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (the CLI's --json)."""
         return {**asdict(self), "runs": list(self.runs), "misses": list(self.misses)}
 
 
@@ -279,10 +293,6 @@ def _p99(m: dict) -> float | None:
     return (m.get("latency_s") or {}).get("p99")
 
 
-def _hybrid_job_p50(m: dict) -> float | None:
-    return ((m.get("job") or {}).get("wall_s") or {}).get("p50")
-
-
 def _misses(a: Answers, latency: float | None, basis: str, staleness: float | None) -> tuple[list[str], float]:
     if latency is None or staleness is None:
         return [f"no measured {basis} latency in its runs"], math.inf
@@ -290,12 +300,12 @@ def _misses(a: Answers, latency: float | None, basis: str, staleness: float | No
     if latency > a.latency_s:
         out.append(
             f"{basis} {fmt_duration(latency)} > {fmt_duration(a.latency_s)} acceptable "
-            f"({latency / a.latency_s:.2g}× over)"
+            f"({fmt_ratio(latency / a.latency_s)} over)"
         )
     if staleness > a.freshness_s:
         out.append(
             f"staleness up to {fmt_duration(staleness)} > {fmt_duration(a.freshness_s)} tolerated "
-            f"({staleness / a.freshness_s:.2g}× over)"
+            f"({fmt_ratio(staleness / a.freshness_s)} over)"
         )
     return out, max(latency / a.latency_s, staleness / a.freshness_s)
 
@@ -338,8 +348,6 @@ def _assess(
     for h in intervals:
         c = option.cost(replace(w, batch_every_h=h), prices)
         wall = c.get("job_wall_s")
-        if wall is None and fam == "hybrid":
-            wall = _median_metric(by_id, ids, _hybrid_job_p50)
         staleness = None if wall is None else h * 3600 + wall
         if a.trigger == "event":
             lat, basis = staleness, "next run + job"
@@ -384,16 +392,24 @@ def assess(
     return out, missing
 
 
+def _simplicity(x: Assessment) -> int:
+    return FAMILIES.index(x.family)
+
+
 def _ranked(answers: Answers, items: Sequence[Assessment]) -> tuple[Assessment | None, list[Assessment]]:
     """The cheapest feasible option, then the others each with the reason it loses: dearer feasible ones
     by cost, infeasible ones by how far they miss, then the ones the trigger rules out."""
-    feasible = sorted((x for x in items if x.feasible), key=lambda x: (x.cost_per_day, x.label))
+    feasible = sorted((x for x in items if x.feasible), key=lambda x: (x.cost_per_day, _simplicity(x), x.label))
     best = feasible[0] if feasible else None
     ranked = []
     for x in feasible[1:]:
         more = x.cost_per_day - best.cost_per_day
-        ratio = x.cost_per_day / best.cost_per_day if best.cost_per_day > 0 else math.inf
-        ranked.append(replace(x, reason=f"costs {fmt_money(more)}/day more ({ratio:.3g}×)"))
+        if more <= 1e-3 * best.cost_per_day:
+            why = f"costs the same ({fmt_money(x.cost_per_day)}/day); {best.label} is as simple or simpler to run"
+        else:
+            ratio = x.cost_per_day / best.cost_per_day if best.cost_per_day > 0 else math.inf
+            why = f"costs {fmt_money(more)}/day more ({fmt_ratio(ratio)})"
+        ranked.append(replace(x, reason=why))
     infeasible = sorted((x for x in items if x.eligible and not x.feasible), key=lambda x: (x.miss_factor, x.label))
     ranked += [replace(x, reason="; ".join(x.misses)) for x in infeasible]
     ineligible = sorted((x for x in items if not x.eligible), key=lambda x: x.label)
@@ -442,6 +458,7 @@ class Recommendation:
         return min(near, key=lambda x: x.miss_factor) if near else None
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values: the answers, the pick, the runners-up, the flips, what was not costed."""
         return {
             "answers": asdict(self.answers),
             "prices": self.prices,
@@ -481,11 +498,11 @@ class Recommendation:
             )
         else:
             lines.append("Nothing measured can serve this trigger: no costed option of an eligible pattern.")
-        if self.runners_up:
-            lines.append("Runners-up:")
-            lines += [f"  - {x.label}: {x.reason}" for x in self.runners_up if x is not self.closest]
-        for n in self.not_costed:
-            lines.append(f"  - {n['option']}: not costed ({n['reason']})")
+        closest = self.closest
+        others = [f"  - {x.label}: {x.reason}" for x in self.runners_up if x is not closest]
+        others += [f"  - {n['option']}: not costed ({n['reason']})" for n in self.not_costed]
+        if others:
+            lines += ["Runners-up:" if self.choice else "The other options:", *others]
         if self.swept:
             lo, hi = (fmt_volume(v) for v in self.swept)
             if self.flips:
@@ -511,6 +528,7 @@ def _pick(answers: Answers, runs, prices, base, volume: float) -> tuple[Assessme
 
 
 def _label(x: Assessment | None) -> str | None:
+    """The pick's label, comparable across volumes (None: nothing feasible)."""
     return x.label if x else None
 
 

@@ -613,10 +613,12 @@ def cpu_per_prediction(runs: Sequence[RunResult]) -> pl.DataFrame:
     Ray Serve; the load generator excluded) over the answered requests at the offered rate. Streaming:
     driver, actors and the rest of the local Ray over the events scored in the main window.
     """
+    from bench.cost import serving
+
     rows = []
     for r in runs:
         m = r.metrics
-        if not m.get("predictions"):
+        if not m.get("predictions") or not serving(r):  # fault and C10 runs answer other questions
             continue
         label = f"{r.pattern} {r.backend}" + (f" ({m['predictions']:,} rows)" if r.pattern == "batch" else "")
         rows.append(
@@ -638,6 +640,26 @@ def cpu_per_prediction(runs: Sequence[RunResult]) -> pl.DataFrame:
         )
         .sort("cpu_us_per_prediction")
     )
+
+
+def plot_cpu_per_prediction(runs: Sequence[RunResult], ax=None):
+    """CPU and provisioned core time per prediction for every pattern and backend, log axis."""
+    import matplotlib.pyplot as plt
+
+    t = cpu_per_prediction(runs)
+    ax = ax or plt.subplots(figsize=(8, 0.5 + 0.35 * max(t.height, 1)))[1]
+    if t.is_empty():
+        return _empty(ax, "no runs yet")
+    y = range(t.height)
+    ax.barh([i + 0.2 for i in y], t["provisioned_core_us_per_prediction"], height=0.4, label="provisioned core time")
+    ax.barh([i - 0.2 for i in y], t["cpu_us_per_prediction"], height=0.4, label="CPU used")
+    ax.set_yticks(list(y), [f"{p} (n={n})" for p, n in zip(t["pattern"], t["runs"], strict=True)], fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("µs per prediction (log)")
+    ax.set_title("What one prediction costs in compute")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="x", which="both")
+    return ax
 
 
 # --------------------------------------------------------------------------------------------

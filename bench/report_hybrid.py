@@ -1,4 +1,5 @@
-"""Views of hybrid runs and of the fault runs (claim C8): run card, staleness, lookup vs fallback, faults side by side.
+"""Views for the hybrid pattern and the claims built on it: run card, staleness, lookup vs fallback,
+faults side by side (C8), features at request time (C10), and the age of each pattern's answer (C3).
 
 Staleness is measured in the run on a compressed schedule (refresh every few seconds); the age a
 consumer reads is uniform between the job's duration D and the interval R plus D when reads are
@@ -178,3 +179,80 @@ def fault_table(runs: Sequence[RunResult]) -> pl.DataFrame:
                 }
             )
     return pl.DataFrame(rows)
+
+
+def aggregate_table(runs: Sequence[RunResult]) -> pl.DataFrame:
+    """Claim C10: per-request runs answering a 90-day aggregate on the fly vs pre-computed, beside plain scoring."""
+    rows = []
+    for r in runs:
+        p, m = r.params, r.metrics
+        if r.pattern != "request" or p.get("backend") != "http" or p.get("fault_kill_at_s"):
+            continue
+        if p.get("server_app", "fastapi") != "fastapi" or p.get("server_workers", 1) != 1:
+            continue
+        lat, cap = m.get("latency_s"), m.get("capacity") or {}
+        agg = m.get("aggregate") or {}
+        rows.append(
+            {
+                "feature": {
+                    "onthefly": "computed per request (polars)",
+                    "precomputed": "read pre-computed (SQLite)",
+                }.get(p.get("aggregate", ""), "none (score only)"),
+                "activity log rows": agg.get("log_rows"),
+                "p50 ms": round(1e3 * lat["p50"], 3) if lat else None,
+                "p99 ms": round(1e3 * lat["p99"], 3) if lat else None,
+                "samples": lat["count"] if lat else 0,
+                "server CPU µs/request": round(1e6 * m["cpu_seconds_per_prediction"], 1)
+                if m.get("cpu_seconds_per_prediction")
+                else None,
+                "capacity req/s": cap.get("rate_per_s"),
+                "valid": r.valid,
+                "run_id": r.run_id,
+            }
+        )
+    return pl.DataFrame(rows).sort("feature") if rows else pl.DataFrame()
+
+
+_QUANTILES = (("min", 0.0), ("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99), ("p99_9", 0.999), ("max", 1.0))
+
+
+def plot_consumer_age(runs: Sequence[RunResult], prices, workload, ax=None):
+    """Claim C3 in one picture: how old a prediction is when it is used, per costed option, log axis.
+
+    Real time and streaming: the measured latency quantiles (request or event to score). Batch and
+    hybrid: uniform between the job time D and the schedule R plus D, with D measured at the workload's
+    volume and R the workload's batch interval (hybrid lookups themselves take milliseconds).
+    """
+    import matplotlib.pyplot as plt
+
+    from bench import cost
+
+    ax = ax or plt.subplots(figsize=(8, 4.5))[1]
+    opts, _ = cost.options(runs)
+    if not opts:
+        ax.text(0.5, 0.5, "no costed runs yet", ha="center", transform=ax.transAxes)
+        return ax
+    by_id = {r.run_id: r for r in runs}
+    interval = workload.batch_every_h * 3600
+    for o in opts:
+        if o.kind == "always-on":
+            lats = [by_id[m.run_id].metrics.get("latency_s") for m in o.measures]
+            lats = [x for x in lats if x]
+            if not lats:
+                continue
+            xs = [float(np.median([x[k] for x in lats])) for k, _ in _QUANTILES]
+            n = int(np.median([x["count"] for x in lats]))
+            ax.step(xs, [q for _, q in _QUANTILES], where="post", label=f"{o.label} (n={n})")
+        else:
+            d = o.cost(workload, prices)["job_wall_s"]
+            q = np.linspace(0, 1, 51)
+            ax.plot(
+                staleness_quantiles(interval, d, q), q, "--", label=f"{o.label}: D={d:.1f} s, R={interval / 3600:g} h"
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel("age of the prediction when used (s, log)")
+    ax.set_ylabel("fraction of predictions used")
+    ax.set_title(f"How fresh is each pattern's answer ({workload.predictions_per_day:,.0f} predictions/day)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    return ax

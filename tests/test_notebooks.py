@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import polars as pl
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
@@ -43,7 +44,9 @@ def test_committed_notebooks_are_clean_and_parameterized():
         "10_batch.ipynb",
         "20_microbatch.ipynb",
         "30_request.ipynb",
+        "40_hybrid.ipynb",
         "90_report.ipynb",
+        "95_recommend.ipynb",
     ]
     for name in NOTEBOOKS:
         nb = nbformat.read(paths.notebooks_dir() / name, as_version=4)
@@ -136,7 +139,17 @@ def test_microbatch_notebook_runs_on_a_real_local_ray(nb_results):
     assert (run_dir / "20_microbatch.ipynb").exists() and (run_dir / "samples.parquet").exists()
 
 
-@pytest.mark.parametrize("pattern", ["batch", "microbatch", "request"])
+def test_hybrid_notebook_runs_a_real_job_store_and_server(nb_results):
+    values = pipeline.pattern_parameters("hybrid", "smoke", {"fault_batch_kill_at_s": "1.0"})
+    run_dir = pipeline.run_pattern("hybrid", values, "smoke", nb_results)
+    result = results.load(run_dir)
+    m = result.metrics
+    assert result.pattern == "hybrid" and m["score_mismatches"] == 0 and m["lookup_latency_s"]["count"] > 0
+    assert m["batch_fault"]["killed_before_publish"] and m["batch_fault"]["errors"] == 0
+    assert (run_dir / "40_hybrid.ipynb").exists() and "age_s" in pl.read_parquet(run_dir / "samples.parquet").columns
+
+
+@pytest.mark.parametrize("pattern", ["batch", "microbatch", "request", "hybrid"])
 def test_pattern_notebook_declares_every_parameter(pattern):
     """papermill warns about (and the notebook cannot document) parameters its cell does not declare."""
     import dataclasses

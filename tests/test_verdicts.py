@@ -51,3 +51,63 @@ def test_missing_patterns_leave_verdicts_pending_not_guessed():
     for r in invalid:
         r.valid = False
     assert all(v.startswith("pending") for v in verdicts.table(invalid, PRICES, cost.Workload(1e5))["verdict"])
+
+
+def _live(run_id: str, p99: float = 0.003, **params) -> RunResult:
+    r = _service(run_id)
+    r.params = {"backend": "http", "server_app": "fastapi", **params}
+    r.metrics |= {"latency_s": {"p50": p99 / 2, "p99": p99, "count": 2_000}, "cpu_seconds_per_prediction": 0.001}
+    return r
+
+
+def _hybrid(run_id: str = "hy", lookup_p99: float = 0.002, errors: int = 0) -> RunResult:
+    m = {
+        "predictions": 2_000,
+        "cpu_seconds": 1.0,
+        "wall_seconds": 10.0,
+        "provisioned_core_seconds": 10.0,
+        "capacity": {"rate_per_s": 3_000.0, "slo_ms": 50.0},
+        "latency_s": {"p99": lookup_p99},
+        "lookup_latency_s": {"p99": lookup_p99},
+        "fallback_latency_s": {"p99": 0.004},
+        "hit_ratio": 0.95,
+        "job": {"rows_per_s": 200_000.0, "fixed_s": 1.5, "cores": 1, "cpu_s": 2.0, "rows": 95_000},
+        "batch_fault": {
+            "errors": errors,
+            "killed_before_publish": True,
+            "rerun_ok": True,
+            "staleness_max_before_s": 9.0,
+            "staleness_max_after_s": 14.0,
+        },
+    }
+    return RunResult(run_id, "hybrid", "lookup[sqlite,95%]/lightgbm", "test", {"server_app": "fastapi"}, m, {})
+
+
+def _claims_runs(lookup_p99=0.002, batch_errors=0, fly_cpu=0.005):
+    down = _live("down")
+    down.metrics |= {
+        "capacity": None,
+        "fault_events": [{"restarted": True, "restart_s": 1.4}],
+        "unavailability": {"failed_requests": 37, "unavailable_s": 1.5},
+    }
+    down.params["fault_kill_at_s"] = 4.0
+    fly, pre = _live("fly", 0.004, aggregate="onthefly"), _live("pre", 0.002, aggregate="precomputed")
+    fly.metrics["cpu_seconds_per_prediction"] = fly_cpu
+    fly.metrics["aggregate"] = {"log_rows": 500_000}
+    return [*_runs(), _live("live"), _hybrid(lookup_p99=lookup_p99, errors=batch_errors), down, fly, pre]
+
+
+def _verdicts(runs) -> dict[str, tuple[str, str]]:
+    t = verdicts.table(runs, PRICES, cost.Workload(1e5))
+    return {c: (m, v) for c, m, v in zip(t["claim"], t["measured"], t["verdict"], strict=True)}
+
+
+def test_hybrid_fault_and_feature_claims_follow_their_runs():
+    v = _verdicts(_claims_runs())
+    assert v["C7"][1].startswith("holds only when scores up to 24.") and "lookup p99 2.00 ms" in v["C7"][0]
+    assert v["C8"][1] == "holds" and "37 failed requests" in v["C8"][0]
+    assert v["C10"][1] == "holds" and "500,000-event log" in v["C10"][0]
+    assert not v["C9"][1].startswith("pending") and "of 7 use cases" in v["C9"][0]
+    slow = _verdicts(_claims_runs(lookup_p99=0.02, batch_errors=5, fly_cpu=0.0012))
+    assert slow["C7"][1].startswith("does not hold") and slow["C8"][1] == "holds only for real time"
+    assert slow["C10"][1] == "does not hold at this log size"
