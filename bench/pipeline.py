@@ -110,7 +110,7 @@ def export_html(notebook: Path, html: Path) -> Path:
 
 
 def report(results_dir: Path | None = None, profile: str = "") -> Path:
-    """Execute 90_report over every result under ``results_dir`` and export ``report.html``."""
+    """Execute 90_report and 95_recommend over every result under ``results_dir``; export their HTML."""
     results_dir = results_dir or paths.results_dir()
     results.ensure_writable(results_dir)
     nb = execute(
@@ -118,6 +118,10 @@ def report(results_dir: Path | None = None, profile: str = "") -> Path:
         results_dir / "notebooks" / "90_report.ipynb",
         {"results_dir": str(results_dir), "profile": profile},
     )
+    rec = execute(
+        "95_recommend.ipynb", results_dir / "notebooks" / "95_recommend.ipynb", {"results_dir": str(results_dir)}
+    )
+    export_html(rec, results_dir / "recommend.html")
     return export_html(nb, results_dir / "report.html")
 
 

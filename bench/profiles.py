@@ -22,6 +22,7 @@ class Profile:
     #: the per-request runs the pipeline makes: each a backend and its own RequestParams over ``request``
     request_variants: tuple[dict[str, Any], ...] = ()
     request_repeats: int = 1  #: runs per request variant (each one costs a capacity search)
+    request_extras: tuple[dict[str, Any], ...] = ()  #: runs that answer a claim (C8, C10): once each
     microbatch: dict[str, Any] = field(default_factory=dict)  #: MicrobatchParams of every streaming run
     microbatch_variants: tuple[dict[str, Any], ...] = ()  #: the batch configurations the pipeline sweeps
     hybrid: dict[str, Any] = field(default_factory=dict)  #: HybridParams of every hybrid run
@@ -48,7 +49,7 @@ class Profile:
                 {**self.model, **self.request, **variant}
                 for variant in self.request_variants
                 for _ in range(self.request_repeats)
-            ]
+            ] + [{**self.model, **self.request, **extra} for extra in self.request_extras]
         if pattern == "microbatch":
             return [{**self.model, **self.microbatch, **variant} for variant in self.microbatch_variants]
         if pattern == "hybrid":
@@ -125,8 +126,8 @@ PROFILES: dict[str, Profile] = {
                 {"backend": "http", "server_app": "asgi"},
                 # Ray Serve on 2 cores answers well under 100 req/s: start its search lower.
                 {"backend": "ray_serve", "rate": 25.0, "min_requests": 250},
-                *REQUEST_EXTRAS,
             ),
+            request_extras=REQUEST_EXTRAS,
             microbatch={"rate": 2_000.0, "duration_s": 6.0, "capacity_window_s": 4.0, "saturation_events": 200_000},
             microbatch_variants=({"max_batch": 1_000, "max_wait_ms": 50.0}, {"max_batch": 100, "max_wait_ms": 10.0}),
             hybrid={"rows": 100_000, "rate": 200.0, "duration_s": 20.0, "refresh_interval_s": 5.0},
@@ -146,9 +147,9 @@ PROFILES: dict[str, Profile] = {
                 {"backend": "http", "server_app": "asgi"},
                 {"backend": "http", "server_app": "asgi", "server_workers": 2},
                 {"backend": "ray_serve", "rate": 25.0, "min_requests": 750},
-                *REQUEST_EXTRAS,
             ),
             request_repeats=3,
+            request_extras=REQUEST_EXTRAS,
             microbatch={
                 "rate": 2_000.0,
                 "duration_s": 20.0,

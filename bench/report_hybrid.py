@@ -145,6 +145,10 @@ def hybrid_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
+def _s(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
 def fault_table(runs: Sequence[RunResult]) -> pl.DataFrame:
     """Claim C8 side by side: a killed batch refresh (hybrid) vs a killed model server (per request)."""
     rows = []
@@ -159,8 +163,8 @@ def fault_table(runs: Sequence[RunResult]) -> pl.DataFrame:
                     "valid": r.valid,
                     "failed requests": f["errors"],
                     "unavailable s": 0.0 if not f["errors"] else None,
-                    "oldest score read before / after (s)": f"{f['staleness_max_before_s'] or float('nan'):.2f} / "
-                    f"{f['staleness_max_after_s'] or float('nan'):.2f}",
+                    "oldest score read before / after (s)": f"{_s(f['staleness_max_before_s'])} / "
+                    f"{_s(f['staleness_max_after_s'])}",
                     "recovery": f"re-run {'ok' if f['rerun_ok'] else 'failed'} in {f['rerun_wall_s'] or 0:.2f} s",
                 }
             )

@@ -101,13 +101,17 @@ class ServerProcess:
             "--log-level",
             "warning",
         ]
-        env = os.environ | {
-            "BENCH_MODEL_PATH": str(self.model_path),
-            "BENCH_NUM_THREADS": str(self.num_threads),
-            "BENCH_SERVER_APP": self.app,
-            "BENCH_SERVER_GC_FREEZE": "1" if self.gc_freeze else "0",
-            "OMP_NUM_THREADS": str(self.num_threads),
-        } | self.env
+        env = (
+            os.environ
+            | {
+                "BENCH_MODEL_PATH": str(self.model_path),
+                "BENCH_NUM_THREADS": str(self.num_threads),
+                "BENCH_SERVER_APP": self.app,
+                "BENCH_SERVER_GC_FREEZE": "1" if self.gc_freeze else "0",
+                "OMP_NUM_THREADS": str(self.num_threads),
+            }
+            | self.env
+        )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         with open(self.log_path, "ab") as log:
