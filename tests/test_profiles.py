@@ -24,7 +24,11 @@ def test_profiles_measure_every_backend_they_promise():
     assert {v["backend"] for v in profiles.get("smoke").sweep("request")} == {"inprocess", "http"}
     apps = {v.get("server_app", "fastapi") for v in profiles.get("default").sweep("request") if v["backend"] == "http"}
     assert apps == {"fastapi", "asgi"}
-    assert len(profiles.get("full").sweep("request")) == 3 * len(profiles.get("full").request_variants)
+    full = profiles.get("full")
+    assert len(full.sweep("request")) == 3 * len(full.request_variants) + len(full.request_extras)
+    claims = [v for v in profiles.get("default").sweep("request") if v.get("fault_kill_at_s") or v.get("aggregate")]
+    assert {v.get("aggregate", "") for v in claims} == {"", "onthefly", "precomputed"}  # C8 and C10 are measured
+    assert any(v.get("fault_batch_kill_at_s") for v in profiles.get("default").sweep("hybrid"))
     assert {v["max_batch"] for v in profiles.get("default").sweep("microbatch")} == {100, 1_000}
     assert len(profiles.get("smoke").sweep("microbatch")) == 1
     default_batch = profiles.get("default").sweep("batch")
