@@ -155,11 +155,22 @@ def full(profile: str, results_dir: Path | None = None, log=print) -> Path:
     log(f"[bench] profile {profile}: {prof.description}")
     log("[bench] 00_data, 01_model: generating data and training the model")
     setup_notebooks(profile, results_dir)
+    failed = []
     for name in patterns.names():
         sweep = prof.sweep(name)
         for i, values in enumerate(sweep, 1):
-            run_dir = run_pattern(name, values, profile, results_dir)
-            log(f"[bench] {name} {i}/{len(sweep)} ({_describe(name, values)}): {run_dir}")
+            what = f"{name} {i}/{len(sweep)} ({_describe(name, values)})"
+            try:
+                run_dir = run_pattern(name, values, profile, results_dir)
+            except Exception as exc:  # one failed run must not throw away an hour of the others
+                if type(exc).__name__ != "PapermillExecutionError" and not isinstance(exc, BenchError):
+                    raise
+                failed.append(f"{what}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}")
+                log(f"[bench] {what}: FAILED, going on ({failed[-1]})")
+                continue
+            log(f"[bench] {what}: {run_dir}")
     html = report(results_dir, profile)
     log(f"[bench] done in {time.perf_counter() - t0:.0f} s")
+    if failed:  # the report is written (it lists runs without a result); the command still fails
+        raise BenchError(f"{len(failed)} run(s) failed; the report shows the others:\n" + "\n".join(failed))
     return html

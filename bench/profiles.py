@@ -62,8 +62,15 @@ class Profile:
 #: aggregate computed per request with polars vs read pre-computed (C10).
 REQUEST_EXTRAS: tuple[dict[str, Any], ...] = (
     {"backend": "http", "fault_kill_at_s": 4.0, "capacity": False, "floor": False},
-    {"backend": "http", "aggregate": "onthefly", "floor": False, "capacity_max_rate": 2_000.0},
-    {"backend": "http", "aggregate": "precomputed", "floor": False},
+    {
+        "backend": "http",
+        "aggregate": "onthefly",
+        "floor": False,
+        "rate": 50.0,
+        "min_requests": 500,
+        "capacity_max_rate": 2_000.0,
+    },
+    {"backend": "http", "aggregate": "precomputed", "floor": False, "rate": 50.0, "min_requests": 500},
 )
 #: The hybrid runs: steady state with its capacity, and a refresh killed half-way (C8).
 HYBRID_VARIANTS: tuple[dict[str, Any], ...] = (
@@ -89,6 +96,11 @@ PROFILES: dict[str, Profile] = {
                 "capacity": False,
             },
             request_variants=({"backend": "inprocess"}, {"backend": "http"}, {"backend": "http", "server_app": "asgi"}),
+            request_extras=(
+                {"backend": "http", "fault_kill_at_s": 1.0, "duration_s": 3.0, "floor": False},
+                {"backend": "http", "aggregate": "onthefly", "floor": False},
+                {"backend": "http", "aggregate": "precomputed", "floor": False},
+            ),
             microbatch={
                 "rows": 2_000,
                 "events": 4_000,

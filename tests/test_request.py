@@ -215,6 +215,23 @@ def test_run_answers_every_request_with_predict_scores(backend, app, small_datas
         assert m["floor_latency_s"]["count"] > 0 and "server_start" in m["fixed_costs_s"]
 
 
+@pytest.mark.parametrize("aggregate", ["onthefly", "precomputed"])
+def test_the_aggregate_feature_is_answered_and_checked_against_the_batch_aggregation(
+    aggregate, small_dataset, small_model, tmp_path
+):
+    """C10: the server answers each customer's 90-day activity, computed per request or read pre-computed;
+    every answer is compared with polars' group-by over the whole log (a wrong one invalidates the run)."""
+    params = _small(aggregate=aggregate, rate=100.0, duration_s=1.5, min_requests=100, warmup_s=0.3, floor=False)
+    result = run(small_dataset, small_model, params, RunContext("t", tmp_path))
+    m = result.metrics
+    assert m["score_mismatches"] == 0 and m["predictions"] > 100 and m["errors"]["http_4xx"] == 0
+    assert m["aggregate"]["kind"] == aggregate and m["aggregate"]["log_rows"] > 0
+    assert result.backend.startswith(f"http[agg={aggregate}]")
+    assert ("aggregate_batch" in m["fixed_costs_s"]) == (aggregate == "precomputed")
+    with pytest.raises(BenchError, match="'aggregate' needs backend 'http'"):
+        RequestParams(backend="inprocess", aggregate=aggregate)
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -224,6 +241,8 @@ def test_run_answers_every_request_with_predict_scores(backend, app, small_datas
         ("warmup_s", -1.0, "'warmup_s' must be >= 0"),
         ("server_app", "flask", "'server_app' must be one of"),
         ("knee_factor", 1.0, "'knee_factor' must be > 1"),
+        ("aggregate", "sql", "'aggregate' must be one of"),
+        ("activity_per_customer", 0.0, "'activity_per_customer' must be > 0"),
     ],
 )
 def test_bad_request_params(field, value, message):
