@@ -11,7 +11,7 @@ export IPYTHONDIR          := $(CURDIR)/.jupyter/ipython
 export MPLCONFIGDIR        := $(CURDIR)/.jupyter/matplotlib
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup report test lint strip clean
+.PHONY: setup report publish test lint strip clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ $(STAMP): pyproject.toml
 
 report: setup
 	$(BIN)/bench pipeline --profile $(PROFILE)
+
+# After `make report PROFILE=full`: copy the report, its plots, verdicts and provenance to results/published/.
+publish: setup
+	$(BIN)/python -m bench.tools.publish
 
 test: setup
 	$(BIN)/ruff check bench tests

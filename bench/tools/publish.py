@@ -1,0 +1,130 @@
+"""Copy a finished report into ``results/published/``: executed notebooks, HTML, headline plots, verdicts.
+
+``python -m bench.tools.publish [--results DIR] [--out DIR]`` after ``make report PROFILE=full``. The
+headline plots are the PNGs the executed report already holds (nothing is re-drawn), the verdict and
+crossover tables are computed from the same results with the report's default parameters, and
+``provenance.json`` lists every run behind them with its commit, machine and validity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from bench import paths
+from bench.errors import BenchError
+
+#: report cell (its first line) -> the PNG it becomes
+PLOTS = {
+    "report.plot_request_cdfs(": "latency_cdfs.png",
+    "report.plot_request_load_curves(": "latency_vs_load.png",
+    "report.plot_cpu_per_prediction(": "cpu_per_prediction.png",
+    "report.plot_cost_curves(": "cost_per_day.png",
+    "report_hybrid.plot_consumer_age(": "staleness.png",
+    "report.plot_batch_throughput(": "batch_throughput.png",
+    "report.plot_microbatch_frontier(": "streaming_frontier.png",
+}
+
+
+def extract_plots(notebook: Path, out: Path, plots: dict[str, str] = PLOTS) -> list[Path]:
+    """Write the first PNG output of each cell named in ``plots``; a missing one is an error, not a gap."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    written = []
+    for prefix, name in plots.items():
+        cell = next((c for c in nb.cells if c.cell_type == "code" and c.source.startswith(prefix)), None)
+        png = next(
+            (o["data"]["image/png"] for o in (cell or {}).get("outputs", []) if "image/png" in o.get("data", {})), None
+        )
+        if png is None:
+            raise BenchError(f"{notebook}: no plot from a cell starting {prefix!r}; was the report executed?")
+        (out / name).write_bytes(base64.b64decode(png))
+        written.append(out / name)
+    return written
+
+
+def markdown(df) -> str:
+    """A polars frame as a GitHub markdown table (cells' pipes escaped)."""
+    cols = df.columns
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in df.iter_rows():
+        lines.append("| " + " | ".join(str(v if v is not None else "").replace("|", "\\|") for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def tables(results_dir: Path) -> tuple[str, dict]:
+    """The verdict and crossover tables (report defaults) as markdown, and the runs behind them."""
+    from bench import cost, notebook, report, verdicts
+
+    sel = report.select(results_dir)
+    P = notebook.ReportNotebook()
+    prices, workload = report.cost_inputs(P)
+    valid = sel.runs  # the selection's runs are the valid ones of one machine
+    verdict = verdicts.table(valid, prices, workload).select("claim", "the article says", "measured", "verdict")
+    cross = cost.crossovers(cost.sweep(valid, prices, workload))
+    text = f"## Verdicts\n\nPrices `{prices.name}` (as of {prices.as_of}); {workload.predictions_per_day:,.0f} predictions/day, "
+    text += f"batch every {workload.batch_every_h:g} h, peak/mean {workload.peak_to_mean:g}, ≥{workload.min_replicas} replicas.\n\n"
+    text += markdown(verdict)
+    text += "\n## Crossover volumes (cost per day equal to batch's)\n\n"
+    text += (
+        markdown(cross)
+        if not cross.is_empty()
+        else "No option's cost crosses batch's between 10³ and 10⁹ predictions/day.\n"
+    )
+    runs = [
+        {
+            "run_id": r.run_id,
+            "pattern": r.pattern,
+            "backend": r.backend,
+            "profile": r.profile,
+            "valid": r.valid,
+            "invalid_reasons": r.invalid_reasons,
+            "git": r.provenance.get("git"),
+            "utc": r.provenance.get("utc"),
+        }
+        for r in [*sel.runs, *sel.invalid]
+    ]
+    machine = sel.runs[0].provenance.get("machine") if sel.runs else None
+    packages = sel.runs[0].provenance.get("packages") if sel.runs else None
+    return text, {"machine_label": sel.machine, "machine": machine, "packages": packages, "runs": runs}
+
+
+def publish(results_dir: Path, out: Path) -> Path:
+    """Copy the executed report into ``out`` with its plots, tables and provenance; returns ``out``."""
+    report_nb = results_dir / "notebooks" / "90_report.ipynb"
+    if not report_nb.exists():
+        raise BenchError(f"{report_nb} does not exist: run `make report PROFILE=full` first")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("notebooks/90_report.ipynb", "notebooks/95_recommend.ipynb", "report.html", "recommend.html"):
+        src = results_dir / name
+        if not src.exists():
+            raise BenchError(f"{src} does not exist: run `make report PROFILE=full` first")
+        shutil.copy2(src, out / Path(name).name)
+    extract_plots(report_nb, out)
+    text, prov = tables(results_dir)
+    (out / "verdicts.md").write_text(text, encoding="utf-8")
+    (out / "provenance.json").write_text(json.dumps(prov, indent=1, default=str), encoding="utf-8")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--results", type=Path, default=None, help="results directory (default results/)")
+    parser.add_argument("--out", type=Path, default=None, help="default results/published/")
+    args = parser.parse_args(argv)
+    results_dir = args.results or paths.results_dir()
+    try:
+        print(publish(results_dir, args.out or results_dir / "published"))
+    except BenchError as exc:
+        print(f"publish: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
