@@ -66,3 +66,29 @@ def test_bench_run_prints_the_run_directory(tmp_path):
     run_dir = Path(proc.stdout.strip().splitlines()[-1])
     assert run_dir.parent == results / "runs"
     assert (run_dir / "result.json").exists() and (run_dir / "10_batch.ipynb").exists()
+
+
+def test_the_pipeline_goes_on_past_a_failed_run_and_fails_at_the_end(tmp_path, monkeypatch):
+    """One failed run must not throw away the others: every run is attempted, the report is built,
+    and the command still fails naming what failed."""
+    from papermill.exceptions import PapermillExecutionError
+
+    from bench import pipeline
+    from bench.errors import BenchError
+
+    attempted, reported = [], []
+
+    def fake_run(name, values, profile, results_dir):
+        attempted.append(name)
+        if name == "hybrid":
+            raise PapermillExecutionError(0, 1, "boom", "BenchError", "store broke", [])
+        return tmp_path / name
+
+    monkeypatch.setattr(pipeline, "setup_notebooks", lambda profile, results_dir: None)
+    monkeypatch.setattr(pipeline, "run_pattern", fake_run)
+    monkeypatch.setattr(pipeline, "report", lambda results_dir, profile: reported.append(1) or tmp_path / "r.html")
+    lines: list[str] = []
+    with pytest.raises(BenchError, match=r"1 run\(s\) failed.*\n.*hybrid 1/1"):
+        pipeline.full("smoke", tmp_path, log=lines.append)
+    assert {"batch", "hybrid", "microbatch", "request"} <= set(attempted) and reported == [1]
+    assert any("FAILED, going on" in line for line in lines)
