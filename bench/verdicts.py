@@ -120,10 +120,11 @@ def c3(runs, prices, w) -> dict:
     ok_rt = 1e-3 <= rt_p99 <= 10
     ok_stream = 1 <= st_p99 <= 600
     verdict = "holds" if ok_rt and ok_stream else "holds only for real time" if ok_rt else "does not hold"
-    hybrid = [by_id[m.run_id] for o in cost.options(runs)[0] if o.kind == "hybrid" for m in o.measures]
+    h = _best_hybrid(runs, prices, w)
     lookup = (
-        f"; hybrid: lookups p99 {1e3 * max(_p99(r, 'lookup_latency_s') for r in hybrid):.1f} ms, scores as old as batch's"
-        if hybrid
+        f"; hybrid ({h.label}): lookups p99 "
+        f"{1e3 * max(_p99(by_id[m.run_id], 'lookup_latency_s') for m in h.measures):.1f} ms, scores as old as batch's"
+        if h
         else ""
     )
     return {
@@ -177,20 +178,28 @@ def _median_of(runs: Sequence[RunResult], get) -> float:
     return float(np.median([get(r) for r in runs]))
 
 
+def _best_hybrid(runs, prices, w) -> cost.Option | None:
+    """The cheapest hybrid option at the article's volume, and among equally cheap ones the fastest
+    lookup (a dict store's reload stalls show in its tail: a verdict should not hang on the worse of
+    two stores that cost the same)."""
+    by_id = {r.run_id: r for r in runs}
+    at = replace(w, predictions_per_day=ARTICLE_VOLUME)
+    hybrid = [o for o in cost.options(runs)[0] if o.kind == "hybrid"]
+
+    def key(o: cost.Option) -> tuple[float, float]:
+        p99 = float(np.median([_p99(by_id[m.run_id], "lookup_latency_s") for m in o.measures]))
+        return round(o.cost(at, prices)["cost_per_day"], 6), p99
+
+    return min(hybrid, key=key) if hybrid else None
+
+
 def c7(runs, prices, w) -> dict:
     """Hybrid: lookup latency vs live scoring on the same server stack, its cost, and the staleness it trades."""
-    opts, _ = cost.options(runs)
     at = replace(w, predictions_per_day=ARTICLE_VOLUME)
-    hybrid = [o for o in opts if o.kind == "hybrid"]
     by_id = {r.run_id: r for r in runs}
-    if not hybrid:
+    h = _best_hybrid(runs, prices, w)
+    if h is None:
         return _pending("C7", "needs a valid hybrid run with a lookup capacity")
-    def lookup_p99(o: cost.Option) -> float:
-        return float(np.median([_p99(by_id[m.run_id], "lookup_latency_s") for m in o.measures]))
-
-    # The cheapest hybrid, and among equally cheap ones the fastest lookup (a dict store's reload
-    # stalls show in its tail; the verdict should not hang on the worse of two same-cost stores).
-    h = min(hybrid, key=lambda o: (round(o.cost(at, prices)["cost_per_day"], 6), lookup_p99(o)))
     h_runs = [by_id[m.run_id] for m in h.measures]
     app = h_runs[0].params.get("server_app", "fastapi")
     live = [

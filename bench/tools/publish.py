@@ -15,6 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import polars as pl
+
 from bench import paths
 from bench.errors import BenchError
 
@@ -48,12 +50,20 @@ def extract_plots(notebook: Path, out: Path, plots: dict[str, str] = PLOTS) -> l
     return written
 
 
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+    return str(v).replace("|", "\\|")
+
+
 def markdown(df) -> str:
     """A polars frame as a GitHub markdown table (cells' pipes escaped)."""
     cols = df.columns
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in df.iter_rows():
-        lines.append("| " + " | ".join(str(v if v is not None else "").replace("|", "\\|") for v in row) + " |")
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -66,16 +76,18 @@ def tables(results_dir: Path) -> tuple[str, dict]:
     prices, workload = report.cost_inputs(P)
     valid = sel.runs  # the selection's runs are the valid ones of one machine
     verdict = verdicts.table(valid, prices, workload).select("claim", "the article says", "measured", "verdict")
-    cross = cost.crossovers(cost.sweep(valid, prices, workload))
+    table = cost.sweep(valid, prices, workload)
+    _, realtime, _ = verdicts._pick(valid, prices, workload)
+    refs = ["batch (local)"] + ([realtime.label] if realtime else [])
+    frames = [f for f in (cost.crossovers(table, reference=ref) for ref in refs) if not f.is_empty()]
+    cross = pl.concat(frames) if frames else pl.DataFrame()
     text = f"## Verdicts\n\nPrices `{prices.name}` (as of {prices.as_of}); {workload.predictions_per_day:,.0f} predictions/day, "
     text += f"batch every {workload.batch_every_h:g} h, peak/mean {workload.peak_to_mean:g}, ≥{workload.min_replicas} replicas.\n\n"
     text += markdown(verdict)
-    text += "\n## Crossover volumes (cost per day equal to batch's)\n\n"
-    text += (
-        markdown(cross)
-        if not cross.is_empty()
-        else "No option's cost crosses batch's between 10³ and 10⁹ predictions/day.\n"
-    )
+    text += f"\n## Crossover volumes (10³–10⁹ predictions/day) against {' and '.join(refs)}\n\n"
+    text += markdown(cross) if not cross.is_empty() else "No option's cost crosses a reference's.\n"
+    if cross.is_empty() or "batch (local)" not in cross["reference"].to_list():
+        text += "\nNo option's cost crosses batch's anywhere in the sweep: batch is the cheapest at every volume.\n"
     runs = [
         {
             "run_id": r.run_id,
