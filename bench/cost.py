@@ -205,18 +205,13 @@ def hybrid_measures(runs: Sequence[RunResult], backend: str) -> list[HybridMeasu
     for r in runs:
         if r.pattern != "hybrid" or r.backend != backend or not r.valid:
             continue
-        m = r.metrics
-        cap, job = m.get("capacity") or {}, m.get("job") or {}
-        if not cap.get("rate_per_s") or not job or not m.get("predictions"):
+        job = r.metrics.get("job") or {}
+        service = service_measures([r], "hybrid", backend)
+        if not service or not job:
             continue
         out.append(
             HybridMeasure(
-                run_id=r.run_id,
-                capacity_per_s=cap["rate_per_s"],
-                cores=m["provisioned_core_seconds"] / m["wall_seconds"],
-                cpu_s_per_prediction=m["cpu_seconds"] / m["predictions"],
-                memory_gib=0.0,
-                slo_ms=cap["slo_ms"],
+                **vars(service[0]),
                 job_rows_per_s=job["rows_per_s"],
                 job_fixed_s=job["fixed_s"],
                 job_cores=job["cores"],

@@ -35,8 +35,8 @@ from bench import capacity, metrics, store, workload
 from bench.errors import BenchError
 from bench.model import Model, make_predictor
 from bench.patterns import Pattern, RunContext, new_result
-from bench.patterns.request import HttpBackend, RequestParams, Window, measure, search_capacity
-from bench.results import RunResult, ensure_writable
+from bench.patterns.request import HttpBackend, RequestParams, Window, make_backend, run_windows
+from bench.results import RunResult
 
 
 @dataclass(frozen=True)
@@ -330,29 +330,8 @@ def _job_summary(jobs: list[dict], threads: int) -> dict | None:
 
 def run(data: workload.Dataset, model: Model, params: HybridParams, context: RunContext) -> RunResult:
     """The initial batch, the lookup server's main window with refreshes (and fault), and its capacity."""
-    run_dir = Path(context.run_dir)
-    ensure_writable(run_dir)
-    frame = pl.scan_parquet(data.path).head(params.rows).collect()
-    workload.validate(frame, source=str(data.path))
-    X = np.ascontiguousarray(workload.feature_matrix(frame))
-    expected = make_predictor(model, params.predictor, 1).predict(X)
-    backend = LookupBackend(params, X, expected, model, run_dir)
-    backend.ids = frame[workload.ID_COLUMN.name].to_numpy()
-    measured_s = min(max(params.duration_s, params.min_requests / params.rate), params.max_duration_s)
-    windows: list[Window] = []
-    cap = None
-    try:
-        backend.prepare(data)
-        with metrics.stopwatch() as start_s:
-            backend.start()
-        backend.fixed_costs_s["server_start"] = start_s[0]
-        main = measure(backend, "main", params.rate, measured_s, params.seed)
-        windows.append(main)
-        if params.capacity:
-            cap = search_capacity(backend)
-            windows.extend(cap.pop("_windows"))
-    finally:
-        backend.stop()
+    backend = make_backend(LookupBackend, data, model, params, Path(context.run_dir))
+    main, _, cap, windows = run_windows(backend, floor=False)
 
     s = main.summary
     server_cpu = main.cpu.by_label.get("server", 0.0)

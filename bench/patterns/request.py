@@ -436,28 +436,34 @@ def search_capacity(backend: Backend) -> dict:
     return out | {"_windows": windows}
 
 
-def run(data: workload.Dataset, model: Model, params: RequestParams, context: RunContext) -> RunResult:
-    """Run the main window (and the floor and capacity search) against the chosen backend."""
-    run_dir = Path(context.run_dir)
+def make_backend(
+    kind: type[Backend], data: workload.Dataset, model: Model, params: RequestParams, run_dir: Path
+) -> Backend:
+    """A backend over the first ``rows`` customers, with every row's expected score, prepared."""
     ensure_writable(run_dir)
     frame = pl.scan_parquet(data.path).head(params.rows).collect()
     workload.validate(frame, source=str(data.path))
     X = np.ascontiguousarray(workload.feature_matrix(frame))
     expected = make_predictor(model, params.predictor, 1).predict(X)
-    backend = _BACKENDS[params.backend](params, X, expected, model, run_dir)
+    backend = kind(params, X, expected, model, run_dir)
     backend.ids = frame[workload.ID_COLUMN.name].to_numpy()
     backend.prepare(data)
+    return backend
+
+
+def run_windows(backend: Backend, floor: bool) -> tuple[Window, Window | None, dict | None, list[Window]]:
+    """Start the backend, measure (the floor,) the main window and the capacity search, always stop it."""
+    params = backend.params
     measured_s = min(max(params.duration_s, params.min_requests / params.rate), params.max_duration_s)
     windows: list[Window] = []
-    cap = None
+    cap = floor_window = None
     try:
         with metrics.stopwatch() as start_s:
             backend.start()
         backend.fixed_costs_s.setdefault("backend_start", start_s[0])
-        floor = None
-        if params.floor and params.backend == "http":
-            floor = measure(backend, "floor", min(params.rate, 500.0), 2.0, params.seed + 100, path="/noop")
-            windows.append(floor)
+        if floor:
+            floor_window = measure(backend, "floor", min(params.rate, 500.0), 2.0, params.seed + 100, path="/noop")
+            windows.append(floor_window)
         main = measure(backend, "main", params.rate, measured_s, params.seed)
         windows.append(main)
         if params.capacity:
@@ -465,6 +471,13 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
             windows.extend(cap.pop("_windows"))
     finally:
         backend.stop()
+    return main, floor_window, cap, windows
+
+
+def run(data: workload.Dataset, model: Model, params: RequestParams, context: RunContext) -> RunResult:
+    """Run the main window (and the floor and capacity search) against the chosen backend."""
+    backend = make_backend(_BACKENDS[params.backend], data, model, params, Path(context.run_dir))
+    main, floor, cap, windows = run_windows(backend, floor=params.floor and params.backend == "http")
 
     s = main.summary
     server_cpu = sum(v for k, v in main.cpu.by_label.items() if k != "generator")
