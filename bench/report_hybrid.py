@@ -135,6 +135,7 @@ def hybrid_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
                 "fallbacks n": (m.get("fallback_latency_s") or {}).get("count", 0),
                 "hit ratio": m.get("hit_ratio"),
                 "staleness p50 / max s": f"{st['p50']:.2f} / {st['max']:.2f}" if st else "n/a",
+                "staleness n": st.get("count", 0),
                 "refresh every s": m.get("refresh_interval_s"),
                 "job wall s": _job_wall(m),
                 "capacity req/s": cap.get("rate_per_s"),
