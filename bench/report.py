@@ -621,6 +621,8 @@ def cpu_per_prediction(runs: Sequence[RunResult]) -> pl.DataFrame:
         if not m.get("predictions") or not serving(r):  # fault and C10 runs answer other questions
             continue
         label = f"{r.pattern} {r.backend}" + (f" ({m['predictions']:,} rows)" if r.pattern == "batch" else "")
+        if r.pattern == "hybrid":  # its refresh job's CPU is per refresh, not per answer: see the hybrid table
+            label += " (lookup server only)"
         rows.append(
             {
                 "pattern": label,
