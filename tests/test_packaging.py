@@ -22,13 +22,15 @@ def _split(spec: str) -> tuple[str, str]:
 
 def pyproject_deps() -> dict[str, str]:
     data = tomllib.loads((paths.project_root() / "pyproject.toml").read_text())
-    return dict(_split(d) for d in data["project"]["dependencies"])
+    extras = [d for group in data["project"].get("optional-dependencies", {}).values() for d in group]
+    return dict(_split(d) for d in data["project"]["dependencies"] + extras)
 
 
 def conda_deps() -> dict[str, str]:
     env = yaml.safe_load((paths.project_root() / "environment.yml").read_text())
     out = {}
-    for dep in env["dependencies"]:
+    pip = [d for dep in env["dependencies"] if isinstance(dep, dict) for d in dep.get("pip", [])]
+    for dep in env["dependencies"] + [d for d in pip if not d.startswith("-")]:
         if isinstance(dep, dict) or dep.startswith(("python=", "pip")) and _split(dep)[0] in ("python", "pip"):
             continue
         name, spec = _split(dep)
@@ -53,3 +55,13 @@ def test_environment_yml_pins_python_311_on_conda_forge():
     env = yaml.safe_load((paths.project_root() / "environment.yml").read_text())
     assert env["channels"] == ["conda-forge"]
     assert "python=3.11" in env["dependencies"]
+
+
+def test_compiled_backend_is_an_optional_extra_with_llvmlite_pinned():
+    """lleaves must not block installing the native backend, and needs llvmlite 0.44 (FINDINGS)."""
+    data = tomllib.loads((paths.project_root() / "pyproject.toml").read_text())
+    compiled = dict(_split(d) for d in data["project"]["optional-dependencies"]["compiled"])
+    assert compiled["llvmlite"] == "==0.44.0"
+    assert "lleaves" in compiled and "lleaves" not in dict(_split(d) for d in data["project"]["dependencies"])
+    makefile = (paths.project_root() / "Makefile").read_text()
+    assert "'.[compiled]'" in makefile

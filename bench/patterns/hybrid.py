@@ -102,14 +102,16 @@ def hybrid_label(params: HybridParams | dict) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def job(model_path: str, customers_path: str, store_path: str, num_threads: int = 1) -> dict:
+def job(
+    model_path: str, customers_path: str, store_path: str, num_threads: int = 1, predictor: str = "lightgbm"
+) -> dict:
     """Score every customer in ``customers_path`` and publish the scores as a new store generation."""
     from bench import model as model_mod
 
     as_of = time.time()  # the scores describe the customers as read now: staleness counts from here
     phases = metrics.Phases()
     with phases("load_model"):
-        predictor = make_predictor(model_mod.load(model_path), "lightgbm", num_threads)
+        predictor = make_predictor(model_mod.load(model_path), predictor, num_threads)
     with phases("read"):
         frame = pl.read_parquet(customers_path)
         workload.validate(frame, source=customers_path)
@@ -127,8 +129,9 @@ def _main(argv: list[str] | None = None) -> int:
     for name in ("--model", "--customers", "--store"):
         parser.add_argument(name, required=True)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--predictor", default="lightgbm")
     a = parser.parse_args(argv)
-    print(json.dumps(job(a.model, a.customers, a.store, a.threads)), flush=True)
+    print(json.dumps(job(a.model, a.customers, a.store, a.threads, a.predictor)), flush=True)
     return 0
 
 
@@ -186,6 +189,8 @@ class LookupBackend(HttpBackend):
             str(self.store_path),
             "--threads",
             str(p.job_threads),
+            "--predictor",
+            p.predictor,
         ]
         env = os.environ | {"OMP_NUM_THREADS": str(p.job_threads)}
         inode_before = os.stat(self.store_path).st_ino if self.store_path.exists() else None

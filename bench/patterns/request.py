@@ -252,6 +252,7 @@ class HttpBackend(Backend):
             host=p.host,
             workers=p.server_workers,
             num_threads=p.num_threads,
+            predictor=p.predictor,
             app=p.server_app,
             gc_freeze=p.server_gc_freeze,
             env=self.server_env,
@@ -359,7 +360,12 @@ class _RayServe(HttpBackend):
 
         p = self.params
         self.server = RayServeServer(
-            self.model.path, host=p.host, replicas=p.replicas, num_threads=p.num_threads, address=p.ray_address
+            self.model.path,
+            host=p.host,
+            replicas=p.replicas,
+            num_threads=p.num_threads,
+            predictor=p.predictor,
+            address=p.ray_address,
         )
         try:
             self.server.start()

@@ -2,7 +2,7 @@
 
 ``POST /predict`` takes ``{"features": [32 numbers or null]}`` in the model's feature order (nulls are
 missing values, categoricals their integer codes) and answers ``{"score": s}``, where ``s`` equals
-``Booster.predict`` on that row (JSON floats round-trip exactly). ``GET /noop`` answers through the
+the predictor's score of that row (``BENCH_PREDICTOR``: lightgbm or lleaves; JSON floats round-trip exactly). ``GET /noop`` answers through the
 same stack without touching the model: the floor the load generator reports beside every result.
 Bad bodies get a 4xx with a message and the server keeps serving.
 
@@ -49,11 +49,12 @@ class Scorer:
         store_path: str = "",
         aggregate: str = "",
         aggregate_path: str = "",
+        predictor: str = "lightgbm",
     ) -> None:
         from bench import store
 
         self.model = model_mod.load(model_path)
-        self.predictor = model_mod.make_predictor(self.model, "lightgbm", num_threads)
+        self.predictor = model_mod.make_predictor(self.model, predictor, num_threads)
         self.store = store.open_store(store_kind, store_path) if store_kind else None
         self.aggregate = _aggregator(aggregate, aggregate_path)
         self.health_body = orjson.dumps({"status": "ok", "model_sha256": self.model.sha256, "pid": os.getpid()})
@@ -230,4 +231,5 @@ def app_from_env():
         store_path=os.environ.get("BENCH_STORE_PATH", ""),
         aggregate=os.environ.get("BENCH_AGGREGATE", ""),
         aggregate_path=os.environ.get("BENCH_AGGREGATE_PATH", ""),
+        predictor=os.environ.get("BENCH_PREDICTOR", "lightgbm"),
     )

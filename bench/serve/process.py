@@ -56,6 +56,7 @@ class ServerProcess:
         port: int = 0,
         workers: int = 1,
         num_threads: int = 1,
+        predictor: str = "lightgbm",
         app: str = "fastapi",
         gc_freeze: bool = True,
         env: dict[str, str] | None = None,
@@ -63,6 +64,7 @@ class ServerProcess:
         self.model_path, self.log_path = Path(model_path), Path(log_path)
         self.host, self.port = host, port or free_port(host)
         self.workers, self.num_threads, self.app, self.gc_freeze = workers, num_threads, app, gc_freeze
+        self.predictor = predictor
         self.env = dict(env or {})  #: extra BENCH_* settings for the app (store, aggregate)
         self.proc: subprocess.Popen | None = None
         self.start_seconds: float | None = None
@@ -106,6 +108,7 @@ class ServerProcess:
             | {
                 "BENCH_MODEL_PATH": str(self.model_path),
                 "BENCH_NUM_THREADS": str(self.num_threads),
+                "BENCH_PREDICTOR": self.predictor,
                 "BENCH_SERVER_APP": self.app,
                 "BENCH_SERVER_GC_FREEZE": "1" if self.gc_freeze else "0",
                 "OMP_NUM_THREADS": str(self.num_threads),

@@ -17,7 +17,7 @@ from bench.errors import BenchError
 from bench.raysession import RaySession
 
 
-def _deployment(replicas: int, num_threads: int):
+def _deployment(replicas: int, num_threads: int, predictor: str):
     from ray import serve
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -30,7 +30,7 @@ def _deployment(replicas: int, num_threads: int):
         def __init__(self, model_path: str) -> None:
             from bench.serve.http_app import Scorer
 
-            self.scorer = Scorer(model_path, num_threads)
+            self.scorer = Scorer(model_path, num_threads, predictor=predictor)
 
         @app.get("/noop")
         async def noop(self):
@@ -59,12 +59,14 @@ class RayServeServer:
         port: int = 0,
         replicas: int = 1,
         num_threads: int = 1,
+        predictor: str = "lightgbm",
         address: str = "",
     ) -> None:
         from bench.serve.process import free_port
 
         self.model_path, self.host, self.port = Path(model_path), host, port or free_port(host)
         self.replicas, self.num_threads, self.address = replicas, num_threads, address
+        self.predictor = predictor
         self.fixed_costs_s: dict[str, float] = {}
         self.session = RaySession(address=address)
 
@@ -78,7 +80,9 @@ class RayServeServer:
         t1 = time.perf_counter()
         serve.start(http_options={"host": self.host, "port": self.port})
         serve.run(
-            _deployment(self.replicas, self.num_threads).bind(str(self.model_path)), name="bench", route_prefix="/"
+            _deployment(self.replicas, self.num_threads, self.predictor).bind(str(self.model_path)),
+            name="bench",
+            route_prefix="/",
         )
         if not wait_healthy(self.host, self.port, timeout_s):
             self.stop()
