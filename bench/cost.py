@@ -11,6 +11,9 @@ runs, how peaky the request rate is and how many replicas availability demands. 
 * **hybrid** — its batch jobs (each re-scores the whole customer base at the measured job rate, plus
   the job's measured start-up) + its always-on lookup servers, sized like any always-on service by
   the lookup capacity measured at the run's hit ratio;
+* **a compiled predictor's build** (lleaves) — paid once per model release, not per job or replica:
+  its measured compile time on one core, ``releases_per_day`` times a day (the object file is then
+  shipped to every job and replica of the same machine type);
 * **consumed** core-seconds (measured CPU per prediction × volume) are shown beside the
   **provisioned** ones (what is billed, idle included).
 
@@ -92,6 +95,7 @@ class Workload:
     peak_to_mean: float = 3.0  #: peak request rate over the mean rate
     min_replicas: int = 2  #: always-on replicas kept for availability, however low the load
     customers: float = 0.0  #: hybrid: scores pre-computed per batch (0 = one per prediction of the day)
+    releases_per_day: float = 1.0  #: model releases a day; each rebuilds a compiled predictor once
 
     def __post_init__(self) -> None:
         require_positive(
@@ -102,6 +106,8 @@ class Workload:
         )
         if self.peak_to_mean < 1:
             raise BenchError(f"Workload 'peak_to_mean' must be >= 1, got {self.peak_to_mean}")
+        if self.releases_per_day < 0:
+            raise BenchError(f"Workload 'releases_per_day' must be >= 0, got {self.releases_per_day}")
         if self.customers < 0:
             raise BenchError(f"Workload 'customers' must be >= 0, got {self.customers}")
         if self.batch_every_h > 24 * 365:
@@ -125,6 +131,7 @@ class BatchMeasure:
     cores: float
     fixed_s: float  #: measured fixed costs of one job (model load, Ray start, ...)
     memory_gib: float
+    build_s: float = 0.0  #: a compiled predictor's measured build, once per model release
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,7 @@ class ServiceMeasure:
     cpu_s_per_prediction: float
     memory_gib: float  #: 0 where the run did not measure it
     slo_ms: float
+    build_s: float = 0.0  #: a compiled predictor's measured build, once per model release
 
 
 @dataclass(frozen=True)
@@ -149,11 +157,32 @@ class HybridMeasure:
     job_fixed_s: float  #: the batch job's start-up (interpreter, imports, model load)
     job_cores: float
     job_cpu_s_per_row: float  #: the job's whole CPU over its rows (start-up included)
+    build_s: float = 0.0  #: a compiled predictor's measured build, once per model release
 
 
-def batch_measures(runs: Sequence[RunResult], engine: str = "local") -> list[BatchMeasure]:
-    """Valid batch runs of ``engine`` at the largest measured job size (throughput's plateau)."""
-    pool = [r for r in runs if r.pattern == "batch" and r.valid and r.backend.startswith(engine)]
+#: fixed costs paid once per model release rather than once per job or replica start
+PER_RELEASE_COSTS = ("predictor_compile",)
+
+
+def predictor_of(r: RunResult) -> str:
+    """The predictor backend a run scored with (runs from before the parameter existed: lightgbm)."""
+    return r.params.get("predictor") or "lightgbm"
+
+
+def _fixed(m: dict) -> tuple[float, float]:
+    """A run's fixed costs split into (per job or start, per model release)."""
+    costs = m.get("fixed_costs_s") or {}
+    release = sum(v for k, v in costs.items() if k in PER_RELEASE_COSTS)
+    return sum(costs.values()) - release, release
+
+
+def batch_measures(runs: Sequence[RunResult], engine: str = "local", predictor: str = "lightgbm") -> list[BatchMeasure]:
+    """Valid batch runs of ``engine`` and ``predictor`` at the largest measured job size (throughput's plateau)."""
+    pool = [
+        r
+        for r in runs
+        if r.pattern == "batch" and r.valid and r.backend.startswith(engine) and predictor_of(r) == predictor
+    ]
     if not pool:
         return []
     size = max(r.metrics["predictions"] for r in pool)
@@ -168,8 +197,9 @@ def batch_measures(runs: Sequence[RunResult], engine: str = "local") -> list[Bat
                 rows_per_s=m["throughput_per_s"],
                 cpu_s_per_prediction=m["cpu_seconds"] / m["predictions"],
                 cores=m["provisioned_core_seconds"] / m["wall_seconds"],
-                fixed_s=sum((m.get("fixed_costs_s") or {}).values()),
+                fixed_s=_fixed(m)[0],
                 memory_gib=(m.get("peak_rss_bytes") or 0) / 2**30,
+                build_s=_fixed(m)[1],
             )
         )
     return out
@@ -194,6 +224,7 @@ def service_measures(runs: Sequence[RunResult], pattern: str, backend: str) -> l
                 cpu_s_per_prediction=m["cpu_seconds"] / m["predictions"],
                 memory_gib=(ray.get("rss_bytes_with_actors") or 0) / 2**30,
                 slo_ms=cap["slo_ms"],
+                build_s=_fixed(m)[1],
             )
         )
     return out
@@ -241,13 +272,32 @@ def batch_cost(m: BatchMeasure, w: Workload, p: Prices) -> dict:
     rows = w.predictions_per_day / jobs
     wall = rows / m.rows_per_s + m.fixed_s
     billed = p.billed_seconds(wall)
-    return {
-        "cost_per_day": jobs * billed / 3600 * p.per_hour(m.cores, m.memory_gib),
-        "provisioned_core_s": jobs * billed * m.cores,
-        "consumed_core_s": w.predictions_per_day * m.cpu_s_per_prediction + jobs * m.fixed_s,
-        "units": jobs,
-        "unit": "jobs/day",
-        "job_wall_s": wall,
+    return _with_build(
+        {
+            "cost_per_day": jobs * billed / 3600 * p.per_hour(m.cores, m.memory_gib),
+            "provisioned_core_s": jobs * billed * m.cores,
+            "consumed_core_s": w.predictions_per_day * m.cpu_s_per_prediction + jobs * m.fixed_s,
+            "units": jobs,
+            "unit": "jobs/day",
+            "job_wall_s": wall,
+        },
+        m.build_s,
+        w,
+        p,
+    )
+
+
+def _with_build(day: dict, build_s: float, w: Workload, p: Prices) -> dict:
+    """A day's cost plus the compiled predictor's builds (one core each, ``releases_per_day``)."""
+    if not build_s or not w.releases_per_day:
+        return day | {"build_cost_per_day": 0.0}
+    billed = p.billed_seconds(build_s)
+    cost = w.releases_per_day * billed / 3600 * p.per_hour(1.0, 0.0)
+    return day | {
+        "cost_per_day": day["cost_per_day"] + cost,
+        "build_cost_per_day": cost,
+        "provisioned_core_s": day["provisioned_core_s"] + w.releases_per_day * billed,
+        "consumed_core_s": day["consumed_core_s"] + w.releases_per_day * build_s,
     }
 
 
@@ -255,7 +305,7 @@ def service_cost(m: ServiceMeasure, w: Workload, p: Prices) -> dict:
     """A day of always-on replicas, enough for the peak rate at the measured capacity (and never fewer
     than the availability minimum)."""
     replicas = max(w.min_replicas, math.ceil(w.peak_rate_per_s / m.capacity_per_s))
-    return {
+    day = {
         "cost_per_day": replicas * 24 * p.per_hour(m.cores, m.memory_gib),
         "provisioned_core_s": replicas * m.cores * SECONDS_PER_DAY,
         "consumed_core_s": w.predictions_per_day * m.cpu_s_per_prediction,
@@ -263,6 +313,7 @@ def service_cost(m: ServiceMeasure, w: Workload, p: Prices) -> dict:
         "unit": "replicas",
         "job_wall_s": None,
     }
+    return _with_build(day, m.build_s, w, p)
 
 
 def hybrid_cost(m: HybridMeasure, w: Workload, p: Prices) -> dict:
@@ -275,13 +326,14 @@ def hybrid_cost(m: HybridMeasure, w: Workload, p: Prices) -> dict:
     serve = service_cost(
         ServiceMeasure(m.run_id, m.capacity_per_s, m.cores, m.cpu_s_per_prediction, m.memory_gib, m.slo_ms), w, p
     )
-    return serve | {
+    day = serve | {
         "cost_per_day": batch + serve["cost_per_day"],
         "batch_cost_per_day": batch,
         "provisioned_core_s": serve["provisioned_core_s"] + jobs * billed * m.job_cores,
         "consumed_core_s": serve["consumed_core_s"] + jobs * customers * m.job_cpu_s_per_row,
         "job_wall_s": wall,
     }
+    return _with_build(day, m.build_s, w, p)
 
 
 @dataclass(frozen=True)
@@ -303,12 +355,15 @@ _COSTS = {"batch": batch_cost, "always-on": service_cost, "hybrid": hybrid_cost}
 def options(runs: Sequence[RunResult]) -> tuple[list[Option], list[dict]]:
     """Every pattern configuration the results can cost, and the ones they cannot (with the reason)."""
     found, missing = [], []
+    predictors = sorted({predictor_of(r) for r in runs if r.pattern == "batch"} | {"lightgbm"})
     for engine in ("local", "ray"):
-        ms = batch_measures(runs, engine)
-        if ms:
-            found.append(Option(f"batch ({engine})", "batch", tuple(ms)))
-        elif engine == "local":
-            missing.append({"option": "batch", "reason": "no valid batch run"})
+        for predictor in predictors:
+            ms = batch_measures(runs, engine, predictor)
+            label = f"batch ({engine})" if predictor == "lightgbm" else f"batch ({engine}, {predictor})"
+            if ms:
+                found.append(Option(label, "batch", tuple(ms)))
+            elif engine == "local" and predictor == "lightgbm":
+                missing.append({"option": "batch", "reason": "no valid batch run"})
     for pattern in ("request", "microbatch", "hybrid"):
         for backend in sorted({r.backend for r in runs if r.pattern == pattern and serving(r)}):
             if pattern == "request" and backend.startswith("inprocess"):

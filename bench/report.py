@@ -865,8 +865,15 @@ def plot_cost_curves(runs: Sequence[RunResult], prices, workload, ax=None):
     return ax
 
 
-def verdict_table(runs: Sequence[RunResult], prices, workload) -> pl.DataFrame:
+def verdict_table(runs: Sequence[RunResult], prices, workload, predictor: str = "lightgbm") -> pl.DataFrame:
     """C1–C10 with the article's statement, the measured figure, the verdict and the runs it comes from."""
     from bench import verdicts
 
-    return verdicts.table(runs, prices, workload)
+    return verdicts.table(runs, prices, workload, predictor)
+
+
+def verdicts_by_predictor(runs: Sequence[RunResult], prices, workload) -> pl.DataFrame:
+    """Each claim's verdict with the native and the compiled predictor, and whether it changed."""
+    from bench import verdicts
+
+    return verdicts.by_predictor(runs, prices, workload)

@@ -38,7 +38,7 @@ def _pick(runs: Sequence[RunResult], prices: cost.Prices, w: cost.Workload):
         cands = [o for o in opts if o.label.startswith(prefix)]
         return min(cands, key=lambda o: o.cost(at, prices)["cost_per_day"]) if cands else None
 
-    return cheapest("batch (local)"), cheapest("real-time"), cheapest("streaming")
+    return cheapest("batch (local"), cheapest("real-time"), cheapest("streaming")  # "batch (local, lleaves)" too
 
 
 def _in_band(lo: float, hi: float, values: np.ndarray, volumes: np.ndarray) -> str:
@@ -358,9 +358,12 @@ def _pending(claim: str, why: str) -> dict:
     return {"claim": claim, "measured": "", "verdict": f"pending: {why}", "runs": ""}
 
 
-def table(runs: Sequence[RunResult], prices: cost.Prices, w: cost.Workload) -> pl.DataFrame:
-    """C1–C10: the article's statement, the measured figure, the verdict and the runs behind it."""
-    runs = [r for r in runs if r.valid]
+def table(
+    runs: Sequence[RunResult], prices: cost.Prices, w: cost.Workload, predictor: str = "lightgbm"
+) -> pl.DataFrame:
+    """C1–C10: the article's statement, the measured figure, the verdict and the runs behind it, from
+    the valid runs that scored with ``predictor`` (a verdict never mixes two predictor backends)."""
+    runs = [r for r in runs if r.valid and cost.predictor_of(r) == predictor]
     rows = {r["claim"]: r for r in [*c1_c6(runs, prices, w), c2(runs, prices, w), c3(runs, prices, w)]}
     rows |= {r["claim"]: r for r in (c4(runs, prices, w), c5(runs, prices, w), c7(runs, prices, w))}
     rows |= {r["claim"]: r for r in (c8(runs, prices, w), c10(runs, prices, w))}
@@ -371,3 +374,31 @@ def table(runs: Sequence[RunResult], prices: cost.Prices, w: cost.Workload) -> p
             for c in CLAIMS
         ]
     )
+
+
+def by_predictor(runs: Sequence[RunResult], prices: cost.Prices, w: cost.Workload) -> pl.DataFrame:
+    """Does a compiled predictor change any verdict? Each claim's verdict per predictor backend measured,
+    the compiled backend's measured figure, and whether the verdict changed ("not measured" where that
+    backend has no runs the claim needs)."""
+    predictors = sorted({cost.predictor_of(r) for r in runs if r.valid} | {"lightgbm"})
+    tables = {p: table(runs, prices, w, p) for p in predictors}
+    rows = []
+    for i, claim in enumerate(CLAIMS):
+        row: dict = {"claim": claim.id}
+        base = tables["lightgbm"]["verdict"][i]
+        for p in predictors:
+            row[f"verdict ({p})"] = tables[p]["verdict"][i]
+        for p in predictors:
+            if p == "lightgbm":
+                continue
+            verdict = tables[p]["verdict"][i]
+            row[f"measured ({p})"] = tables[p]["measured"][i]
+            row[f"changed with {p}"] = (
+                "not measured"
+                if verdict.startswith("pending") or base.startswith("pending")
+                else "no"
+                if verdict == base
+                else "yes"
+            )
+        rows.append(row)
+    return pl.DataFrame(rows)

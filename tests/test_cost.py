@@ -151,3 +151,31 @@ def test_ratio_interval_reflects_the_spread_of_repeats():
     )
     wide = cost.ratio_interval(service, spread, w, PRICES, draws=500)
     assert wide["ci95_low"] < wide["ratio"] < wide["ci95_high"] and wide["runs"] == (1, 3)
+
+
+def _compiled(r: RunResult, compile_s: float = 40.0) -> RunResult:
+    """The same run made with predictor=lleaves: its backend label, parameter and compile fixed cost."""
+    r.backend = r.backend.replace("lightgbm", "lleaves")
+    r.params = {**r.params, "predictor": "lleaves"}
+    r.metrics.setdefault("fixed_costs_s", {})["predictor_compile"] = compile_s
+    return r
+
+
+def test_the_predictor_is_a_cost_dimension_and_its_build_is_paid_once_per_release():
+    runs = [_batch("b"), _compiled(_batch("bc", rows_per_s=300_000.0, cpu_s=5.0)), _service("rt")]
+    runs.append(_compiled(_service("rtc", capacity=4_000.0)))
+    opts = {o.label: o for o in cost.options(runs)[0]}
+    assert {"batch (local)", "batch (local, lleaves)", "real-time http/lightgbm", "real-time http/lleaves"} <= set(
+        opts
+    )
+    assert [m.run_id for m in opts["batch (local)"].measures] == ["b"]  # never pooled across predictors
+    compiled = opts["batch (local, lleaves)"].measures[0]
+    assert compiled.fixed_s == 2.0 and compiled.build_s == 40.0  # the compile is not a per-job cost
+    w = cost.Workload(1e6, batch_every_h=1)  # 24 jobs a day: still one build per release
+    c = opts["batch (local, lleaves)"].cost(w, PRICES)
+    assert c["build_cost_per_day"] == pytest.approx(PRICES.billed_seconds(40.0) / 3600 * PRICES.vcpu_hour)
+    none = opts["batch (local, lleaves)"].cost(replace(w, releases_per_day=0.0), PRICES)
+    assert c["cost_per_day"] - none["cost_per_day"] == pytest.approx(c["build_cost_per_day"])
+    assert c["consumed_core_s"] - none["consumed_core_s"] == pytest.approx(40.0)
+    assert opts["real-time http/lleaves"].cost(w, PRICES)["build_cost_per_day"] > 0
+    assert opts["real-time http/lightgbm"].cost(w, PRICES)["build_cost_per_day"] == 0

@@ -111,3 +111,22 @@ def test_hybrid_fault_and_feature_claims_follow_their_runs():
     slow = _verdicts(_claims_runs(lookup_p99=0.02, batch_errors=5, fly_cpu=0.0012))
     assert slow["C7"][1].startswith("does not hold") and slow["C8"][1] == "holds only for real time"
     assert slow["C10"][1] == "does not hold at this log size"
+
+
+def test_verdicts_per_predictor_never_mix_backends_and_say_what_changed():
+    from test_cost import _compiled
+
+    w = cost.Workload(1e5)
+    native = _runs()
+    compiled = [_compiled(r) for r in _runs(batch_rows_per_s=400_000.0, rt_capacity=8_000.0)]
+    for r, suffix in zip(compiled, "1234", strict=True):
+        r.run_id += f"-c{suffix}"
+    t = verdicts.table(native + compiled, PRICES, w)
+    assert not any("-c" in ids for ids in t["runs"])  # the default table is the native backend's
+    alone = verdicts.table(compiled, PRICES, w, predictor="lleaves")
+    assert all(("-c" in ids) for ids in alone.filter(alone["runs"] != "")["runs"])
+    both = verdicts.by_predictor(native + compiled, PRICES, w)
+    assert both.columns[:3] == ["claim", "verdict (lightgbm)", "verdict (lleaves)"]
+    row = dict(zip(both["claim"], both["changed with lleaves"], strict=True))
+    assert row["C4"] in ("yes", "no") and row["C7"] == "not measured"  # no hybrid run with either backend
+    assert verdicts.by_predictor(native, PRICES, w).columns == ["claim", "verdict (lightgbm)"]
