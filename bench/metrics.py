@@ -432,3 +432,41 @@ def _subset(obs, mask: np.ndarray):
         obs.scores[mask],
         obs.duration_s,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Repeated calls of one size (the predictor alone)
+# --------------------------------------------------------------------------------------------
+
+
+def call_size_summary(size: int, wall_s: np.ndarray | Sequence[float], cpu_s: np.ndarray | Sequence[float]) -> dict:
+    """Per-row cost of ``len(wall_s)`` calls that each scored ``size`` rows.
+
+    ``wall_s`` and ``cpu_s`` are each call's elapsed wall time and process CPU time (every thread of
+    the process) in seconds. Per-row figures are totals over totals (the mean cost of a row, not a
+    mean of per-call ratios); ``call_latency_s`` is the distribution of a call's wall time, with its
+    sample count, as :func:`latency_summary` reports it.
+    """
+    wall = np.asarray(wall_s, dtype=np.float64)
+    cpu = np.asarray(cpu_s, dtype=np.float64)
+    if size <= 0:
+        raise BenchError(f"call size must be > 0, got {size}")
+    if wall.shape != cpu.shape:
+        raise BenchError(f"one CPU time per call is needed: {wall.shape} wall times, {cpu.shape} CPU times")
+    if not np.all(np.isfinite(cpu)) or np.any(cpu < 0):
+        raise BenchError("call CPU times must be finite and >= 0 seconds")
+    latency = latency_summary(wall)  # also refuses empty, non-finite and negative wall times
+    calls = int(wall.size)
+    rows = calls * int(size)
+    total_wall, total_cpu = float(wall.sum()), float(cpu.sum())
+    return {
+        "size": int(size),
+        "calls": calls,
+        "rows": rows,
+        "wall_seconds": total_wall,
+        "cpu_seconds": total_cpu,
+        "wall_us_per_row": 1e6 * total_wall / rows,
+        "cpu_us_per_row": 1e6 * total_cpu / rows,
+        "rows_per_s": throughput(rows, total_wall) if total_wall > 0 else None,
+        "call_latency_s": latency,
+    }

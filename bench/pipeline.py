@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import paths, patterns, profiles, results
+from bench import model, paths, patterns, profiles, results
 from bench.errors import BenchError
 from bench.params import from_string, parse
 from bench.patterns.hybrid import hybrid_label
@@ -144,6 +144,8 @@ def _describe(pattern: str, values: dict[str, Any]) -> str:
     if pattern == "hybrid":
         fault = ", refresh killed" if values.get("fault_batch_kill_at_s") else ""
         return f"{hybrid_label(values)}{fault}"
+    if pattern == "predictor":
+        return f"rows per call {values.get('call_sizes')}"
     return f"{values.get('rows')} rows"
 
 
@@ -159,7 +161,13 @@ def full(profile: str, results_dir: Path | None = None, log=print) -> Path:
     for name in patterns.names():
         sweep = prof.sweep(name)
         for i, values in enumerate(sweep, 1):
-            what = f"{name} {i}/{len(sweep)} ({_describe(name, values)})"
+            predictor = values.get("predictor", "lightgbm")
+            on = "" if predictor == "lightgbm" else f", {predictor}"
+            what = f"{name} {i}/{len(sweep)} ({_describe(name, values)}{on})"
+            unavailable = model.predictor_unavailable(predictor)
+            if unavailable:  # an optional backend missing here is said once per run, not a failure
+                log(f"[bench] {what}: SKIPPED: {unavailable}")
+                continue
             try:
                 run_dir = run_pattern(name, values, profile, results_dir)
             except Exception as exc:  # one failed run must not throw away an hour of the others

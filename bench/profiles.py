@@ -27,6 +27,10 @@ class Profile:
     microbatch_variants: tuple[dict[str, Any], ...] = ()  #: the batch configurations the pipeline sweeps
     hybrid: dict[str, Any] = field(default_factory=dict)  #: HybridParams of every hybrid run
     hybrid_variants: tuple[dict[str, Any], ...] = ()  #: store, hit ratio and fault configurations
+    predictor: dict[str, Any] = field(default_factory=dict)  #: PredictorParams of every predictor-alone run
+    predictor_variants: tuple[dict[str, Any], ...] = ()  #: the backends the predictor pattern measures
+    #: per pattern, the variants re-run with the compiled predictor (lleaves) beside the native sweep
+    compiled: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
     def pattern_params(self, pattern: str) -> dict[str, Any]:
         """Parameters a single ``bench run <pattern>`` starts from (the sweep's smallest point)."""
@@ -38,23 +42,54 @@ class Profile:
             return {**self.model, **self.microbatch}
         if pattern == "hybrid":
             return {**self.model, **self.hybrid}
+        if pattern == "predictor":
+            return {**self.model, **self.predictor}
         return dict(self.model)
 
     def sweep(self, pattern: str) -> list[dict[str, Any]]:
-        """Every run of ``pattern`` this profile makes, repeats included."""
-        if pattern == "batch":
-            return [{**self.model, **self.batch, "rows": rows} for rows in self.batch_rows for _ in range(self.repeats)]
+        """Every run of ``pattern`` this profile makes, repeats included: the native predictor's sweep,
+        the claim runs, then the configurations re-run with the compiled predictor."""
+        variants = {
+            "batch": ({},),
+            "request": self.request_variants,
+            "microbatch": self.microbatch_variants,
+            "hybrid": self.hybrid_variants,
+            "predictor": self.predictor_variants,
+        }
+        if pattern not in variants:
+            return []
+        points = self._points(pattern, variants[pattern])
         if pattern == "request":
+            points += [{**self.model, **self.request, **extra} for extra in self.request_extras]
+        compiled = self._points(pattern, self.compiled.get(pattern, ()))
+        return points + [{**point, "predictor": COMPILED_PREDICTOR} for point in compiled]
+
+    def _points(self, pattern: str, variants: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+        """Each variant over the pattern's base parameters, with the pattern's sizes and repeats."""
+        if pattern == "batch":
             return [
-                {**self.model, **self.request, **variant}
-                for variant in self.request_variants
-                for _ in range(self.request_repeats)
-            ] + [{**self.model, **self.request, **extra} for extra in self.request_extras]
-        if pattern == "microbatch":
-            return [{**self.model, **self.microbatch, **variant} for variant in self.microbatch_variants]
-        if pattern == "hybrid":
-            return [{**self.model, **self.hybrid, **variant} for variant in self.hybrid_variants]
-        return []
+                {**self.model, **self.batch, **v, "rows": rows}
+                for v in variants
+                for rows in self.batch_rows
+                for _ in range(self.repeats)
+            ]
+        repeats = self.request_repeats if pattern == "request" else 1
+        base = {"request": self.request, "microbatch": self.microbatch, "hybrid": self.hybrid}.get(pattern)
+        base = self.predictor if base is None else base
+        return [{**self.model, **base, **v} for v in variants for _ in range(repeats)]
+
+
+#: The compiled predictor backend the ``compiled`` configurations are re-run with.
+COMPILED_PREDICTOR = "lleaves"
+#: The configurations each profile re-runs with the compiled predictor, so every pattern is measured
+#: with both backends in the same session (Ray Serve is left out: Ray's own overhead, ~30 ms a
+#: request, dwarfs the predictor's ~0.1 ms, and its capacity search is the pipeline's slowest).
+COMPILED_CONFIGS: dict[str, tuple[dict[str, Any], ...]] = {
+    "batch": ({},),
+    "request": ({"backend": "inprocess"}, {"backend": "http"}, {"backend": "http", "server_app": "asgi"}),
+    "microbatch": ({"max_batch": 1_000, "max_wait_ms": 50.0},),
+    "hybrid": ({},),
+}
 
 
 #: Per-request runs that answer a claim rather than size a service (not costed as serving options):
@@ -72,6 +107,9 @@ REQUEST_EXTRAS: tuple[dict[str, Any], ...] = (
     },
     {"backend": "http", "aggregate": "precomputed", "floor": False, "rate": 50.0, "min_requests": 500},
 )
+#: The predictor alone, one row per call up to a million (claim C4): both backends, on one core.
+PREDICTOR_SIZES = "1,10,100,1000,10000,100000,1000000"
+PREDICTOR_VARIANTS: tuple[dict[str, Any], ...] = ({"predictor": "lightgbm"}, {"predictor": "lleaves"})
 #: The hybrid runs: steady state with its capacity, and a refresh killed half-way (C8).
 HYBRID_VARIANTS: tuple[dict[str, Any], ...] = (
     {},
@@ -123,6 +161,10 @@ PROFILES: dict[str, Profile] = {
                 "refresh_interval_s": 1.5,
             },
             hybrid_variants=({"fault_batch_kill_at_s": 1.0},),  # the first refresh is the one killed
+            # the smoke model compiles with lleaves in well under a second: both backends even in CI
+            predictor={"rows": 10_000, "call_sizes": "1,10,100,1000,10000", "min_seconds": 0.2, "num_threads": 1},
+            predictor_variants=PREDICTOR_VARIANTS,
+            compiled={"batch": ({},), "request": ({"backend": "http"},), "microbatch": ({},), "hybrid": ({},)},
         ),
         Profile(
             name="default",
@@ -144,6 +186,9 @@ PROFILES: dict[str, Profile] = {
             microbatch_variants=({"max_batch": 1_000, "max_wait_ms": 50.0}, {"max_batch": 100, "max_wait_ms": 10.0}),
             hybrid={"rows": 100_000, "rate": 200.0, "duration_s": 20.0, "refresh_interval_s": 5.0},
             hybrid_variants=HYBRID_VARIANTS,
+            predictor={"rows": 1_000_000, "call_sizes": PREDICTOR_SIZES, "min_seconds": 1.0, "num_threads": 1},
+            predictor_variants=PREDICTOR_VARIANTS,
+            compiled=COMPILED_CONFIGS,
         ),
         Profile(
             name="full",
@@ -176,6 +221,9 @@ PROFILES: dict[str, Profile] = {
             ),
             hybrid={"rows": 100_000, "rate": 200.0, "duration_s": 30.0, "refresh_interval_s": 6.0},
             hybrid_variants=(*HYBRID_VARIANTS, {"store": "dict"}, {"hit_ratio": 0.5}),
+            predictor={"rows": 1_000_000, "call_sizes": PREDICTOR_SIZES, "min_seconds": 2.0, "num_threads": 1},
+            predictor_variants=PREDICTOR_VARIANTS,
+            compiled=COMPILED_CONFIGS,
         ),
     )
 }

@@ -380,7 +380,7 @@ def by_predictor(runs: Sequence[RunResult], prices: cost.Prices, w: cost.Workloa
     """Does a compiled predictor change any verdict? Each claim's verdict per predictor backend measured,
     the compiled backend's measured figure, and whether the verdict changed ("not measured" where that
     backend has no runs the claim needs)."""
-    predictors = sorted({cost.predictor_of(r) for r in runs if r.valid} | {"lightgbm"})
+    predictors = sorted({cost.predictor_of(r) for r in runs if r.valid and r.pattern != "predictor"} | {"lightgbm"})
     tables = {p: table(runs, prices, w, p) for p in predictors}
     rows = []
     for i, claim in enumerate(CLAIMS):

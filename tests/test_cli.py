@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli
+from bench import cli, profiles
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,7 @@ def test_the_pipeline_goes_on_past_a_failed_run_and_fails_at_the_end(tmp_path, m
 
     def fake_run(name, values, profile, results_dir):
         attempted.append(name)
-        if name == "hybrid":
+        if name == "hybrid" and "predictor" not in values:
             raise PapermillExecutionError(0, 1, "boom", "BenchError", "store broke", [])
         return tmp_path / name
 
@@ -88,7 +88,26 @@ def test_the_pipeline_goes_on_past_a_failed_run_and_fails_at_the_end(tmp_path, m
     monkeypatch.setattr(pipeline, "run_pattern", fake_run)
     monkeypatch.setattr(pipeline, "report", lambda results_dir, profile: reported.append(1) or tmp_path / "r.html")
     lines: list[str] = []
-    with pytest.raises(BenchError, match=r"1 run\(s\) failed.*\n.*hybrid 1/1"):
+    with pytest.raises(BenchError, match=r"1 run\(s\) failed.*\n.*hybrid 1/2"):
         pipeline.full("smoke", tmp_path, log=lines.append)
     assert {"batch", "hybrid", "microbatch", "request"} <= set(attempted) and reported == [1]
     assert any("FAILED, going on" in line for line in lines)
+
+
+def test_the_pipeline_skips_a_predictor_this_machine_cannot_run_and_says_so(tmp_path, monkeypatch):
+    from bench import model, pipeline
+
+    attempted: list[dict] = []
+    monkeypatch.setattr(pipeline, "setup_notebooks", lambda profile, results_dir: None)
+    monkeypatch.setattr(pipeline, "run_pattern", lambda name, values, *a: attempted.append(values) or tmp_path)
+    monkeypatch.setattr(pipeline, "report", lambda results_dir, profile: tmp_path / "r.html")
+    monkeypatch.setattr(model, "predictor_unavailable", lambda name: "no lleaves here" if name == "lleaves" else None)
+    lines: list[str] = []
+    pipeline.full("smoke", tmp_path, log=lines.append)  # does not fail: the native runs all ran
+    assert attempted and all(v.get("predictor", "lightgbm") == "lightgbm" for v in attempted)
+    skipped = [line for line in lines if "SKIPPED: no lleaves here" in line]
+    assert len(skipped) == sum(
+        v.get("predictor") == "lleaves"
+        for p in ("batch", "request", "microbatch", "hybrid", "predictor")
+        for v in profiles.get("smoke").sweep(p)
+    )

@@ -64,3 +64,28 @@ def test_without_lleaves_the_error_says_so_and_lightgbm_still_works(small_model,
         runner.run_pattern("batch", {**params, "predictor": "lleaves"}, run_dir=tmp_path / "refused")
     assert not (tmp_path / "refused" / "result.json").exists()
     assert runner.run_pattern("batch", params, run_dir=tmp_path / "native").valid
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize(
+    ("pattern", "overrides"),
+    [
+        ("batch", {}),
+        ("request", {"backend": "http"}),
+        ("microbatch", {}),
+        ("hybrid", {}),
+    ],
+)
+def test_every_pattern_notebook_runs_with_predictor_lleaves(pattern, overrides, tmp_path, monkeypatch):
+    """``--param predictor=lleaves`` through papermill, on the smoke profile: real notebook, real backend."""
+    from bench import pipeline, results
+
+    out = tmp_path / "results"
+    monkeypatch.setenv("BENCH_RESULTS_DIR", str(out))
+    values = pipeline.pattern_parameters(pattern, "smoke", {"predictor": "lleaves", **overrides})
+    run_dir = pipeline.run_pattern(pattern, values, "smoke", out)
+    result = results.load(run_dir)
+    assert result.valid, result.invalid_reasons
+    assert result.params["predictor"] == "lleaves" and "lleaves" in result.backend
+    assert result.metrics["fixed_costs_s"]["predictor_compile"] > 0
+    assert result.metrics.get("score_mismatches", 0) == 0

@@ -353,3 +353,35 @@ def test_knee_stops_at_errors_and_handles_empty_curves() -> None:
     assert metrics.knee([_pt(100, 1.0, errors=1)]) is None
     with pytest.raises(BenchError, match="factor"):
         metrics.knee([_pt(100, 1.0)], factor=1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Repeated calls of one size
+# --------------------------------------------------------------------------------------------
+
+
+def test_call_size_summary_per_row_figures_are_totals_over_rows() -> None:
+    wall = [0.001, 0.002, 0.003, 0.010]
+    cpu = [0.001, 0.002, 0.002, 0.003]
+    s = metrics.call_size_summary(100, wall, cpu)
+    assert (s["size"], s["calls"], s["rows"]) == (100, 4, 400)
+    assert s["wall_seconds"] == pytest.approx(0.016) and s["cpu_seconds"] == pytest.approx(0.008)
+    assert s["wall_us_per_row"] == pytest.approx(40.0) and s["cpu_us_per_row"] == pytest.approx(20.0)
+    assert s["rows_per_s"] == pytest.approx(400 / 0.016)
+    assert s["call_latency_s"] == metrics.latency_summary(wall)  # a call's wall time, with its count
+    assert s["call_latency_s"]["count"] == 4 and s["call_latency_s"]["p99"] == 0.010
+
+
+@pytest.mark.parametrize(
+    ("size", "wall", "cpu", "match"),
+    [
+        (0, [0.1], [0.1], "call size must be > 0"),
+        (10, [0.1, 0.2], [0.1], "one CPU time per call"),
+        (10, [], [], "at least one sample"),
+        (10, [0.1], [-0.1], "CPU times must be finite"),
+        (10, [float("nan")], [0.1], "finite and >= 0"),
+    ],
+)
+def test_call_size_summary_rejects_bad_input(size: int, wall: list, cpu: list, match: str) -> None:
+    with pytest.raises(BenchError, match=match):
+        metrics.call_size_summary(size, wall, cpu)

@@ -42,6 +42,7 @@ def test_committed_notebooks_are_clean_and_parameterized():
     assert NOTEBOOKS == [
         "00_data.ipynb",
         "01_model.ipynb",
+        "05_predictor.ipynb",
         "10_batch.ipynb",
         "20_microbatch.ipynb",
         "30_request.ipynb",
@@ -154,7 +155,18 @@ def test_hybrid_notebook_runs_a_real_job_store_and_server(nb_results):
     assert (run_dir / "40_hybrid.ipynb").exists() and "age_s" in pl.read_parquet(run_dir / "samples.parquet").columns
 
 
-@pytest.mark.parametrize("pattern", ["batch", "microbatch", "request", "hybrid"])
+def test_predictor_notebook_measures_the_predictor_alone(nb_results):
+    values = pipeline.pattern_parameters("predictor", "smoke", {"min_seconds": "0.05"})
+    run_dir = pipeline.run_pattern("predictor", values, "smoke", nb_results)
+    result = results.load(run_dir)
+    m = result.metrics
+    assert result.pattern == "predictor" and [s["size"] for s in m["call_sizes"]] == [1, 10, 100, 1000, 10000]
+    assert m["max_abs_diff_vs_lightgbm"] == 0.0 and m["predictions"] >= 3 * 10000
+    assert (run_dir / "05_predictor.ipynb").exists() and (run_dir / "samples.parquet").exists()
+    assert "cpu_us_per_row" in _outputs_text(run_dir / "05_predictor.ipynb")  # the per-size table
+
+
+@pytest.mark.parametrize("pattern", ["batch", "microbatch", "request", "hybrid", "predictor"])
 def test_pattern_notebook_declares_every_parameter(pattern):
     """papermill warns about (and the notebook cannot document) parameters its cell does not declare."""
     import dataclasses

@@ -63,9 +63,9 @@ class Pattern:
 
 
 def _registry() -> dict[str, Pattern]:
-    from bench.patterns import batch, hybrid, microbatch, request
+    from bench.patterns import batch, hybrid, microbatch, predictor, request
 
-    return {p.name: p for p in (batch.PATTERN, microbatch.PATTERN, request.PATTERN, hybrid.PATTERN)}
+    return {p.name: p for p in (batch.PATTERN, microbatch.PATTERN, request.PATTERN, hybrid.PATTERN, predictor.PATTERN)}
 
 
 def get(name: str) -> Pattern:

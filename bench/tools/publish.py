@@ -29,6 +29,7 @@ PLOTS = {
     "report_hybrid.plot_consumer_age(": "staleness.png",
     "report.plot_batch_throughput(": "batch_throughput.png",
     "report.plot_microbatch_frontier(": "streaming_frontier.png",
+    "report_limits.plot_call_size_curve(": "call_size_curve.png",
 }
 
 
