@@ -61,13 +61,23 @@ class _Connection(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(HttpError(f"connection lost: {exc or 'closed by server'}"))
 
-    async def request(self, raw: bytes, on_send=None) -> tuple[int, bytes]:
+    def send(self, raw: bytes, on_send=None) -> asyncio.Future:
+        """Write one request now; the returned future gets (status, body) or the failure."""
         assert self.transport is not None
         self.waiter = asyncio.get_running_loop().create_future()
         if on_send is not None:
             on_send()
         self.transport.write(raw)
-        return await self.waiter
+        return self.waiter
+
+
+def _expire(conn: _Connection, waiter: asyncio.Future) -> None:
+    """A request's time is up: fail it with TimeoutError and close its connection (a late answer is void)."""
+    conn.closed = True
+    if conn.transport is not None:
+        conn.transport.close()
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class HttpPool:
@@ -79,7 +89,7 @@ class HttpPool:
         self.host, self.port, self.max_connections = host, port, max_connections
         self.idle: deque[_Connection] = deque()
         self.open = 0
-        self._freed: asyncio.Condition | None = None
+        self._waiting: deque[asyncio.Future] = deque()  #: requests waiting for a connection, oldest first
 
     def encode(self, method: str, path: str, body: bytes = b"") -> bytes:
         """A complete request, encoded once and reused for every send."""
@@ -102,9 +112,23 @@ class HttpPool:
         self.open += len(conns)
         self.idle.extend(conns)
 
-    async def acquire(self) -> _Connection:
-        if self._freed is None:
-            self._freed = asyncio.Condition()
+    def _put_back(self, conn: _Connection) -> None:
+        """Return ``conn`` to the pool (or count it gone) and wake the oldest request waiting for one."""
+        if conn.closed:
+            self.open -= 1
+        else:
+            self.idle.append(conn)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiting:
+            freed = self._waiting.popleft()
+            if not freed.done():  # (a waiter cancelled at the deadline is skipped)
+                freed.set_result(None)
+                return
+
+    async def _take(self) -> _Connection:
+        """An idle connection, a new one while under ``max_connections``, else wait for one (FIFO)."""
         while True:
             while self.idle:
                 conn = self.idle.popleft()
@@ -118,33 +142,38 @@ class HttpPool:
                 except HttpError:
                     self.open -= 1
                     raise
-            async with self._freed:
-                await self._freed.wait()
-
-    async def release(self, conn: _Connection) -> None:
-        if conn.closed:
-            self.open -= 1
-        else:
-            self.idle.append(conn)
-        if self._freed is not None:
-            async with self._freed:
-                self._freed.notify()
+            freed = asyncio.get_running_loop().create_future()
+            self._waiting.append(freed)
+            try:
+                await freed
+            except asyncio.CancelledError:
+                if freed.done() and not freed.cancelled():  # woken, then cancelled: pass the wake-up on
+                    self._wake_one()
+                raise
 
     async def request(self, raw: bytes, timeout_s: float, on_send=None) -> tuple[int, bytes]:
         """Send ``raw`` and return (status, body); a timeout closes the connection (its late answer is void).
 
         ``on_send`` is called just before the bytes are written (after waiting for a free connection).
+        A request is one future and one timer on the loop, no task of its own: ``asyncio.wait_for``
+        (Python 3.11) wraps the awaited coroutine in a task, one more loop pass to send and one more
+        to hand the answer back.
         """
-        conn = await self.acquire()
+        conn = await self._take()
         try:
-            return await asyncio.wait_for(conn.request(raw, on_send), timeout_s)
-        except TimeoutError:
-            conn.closed = True
-            if conn.transport is not None:
-                conn.transport.close()
+            waiter = conn.send(raw, on_send)
+        except BaseException:
+            self._put_back(conn)
+            raise
+        timer = waiter.get_loop().call_later(timeout_s, _expire, conn, waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:  # the window ended first: the connection's answer is void
+            _expire(conn, waiter)
             raise
         finally:
-            await self.release(conn)
+            timer.cancel()
+            self._put_back(conn)
 
     def close(self) -> None:
         for conn in self.idle:

@@ -618,7 +618,9 @@ def cpu_per_prediction(runs: Sequence[RunResult]) -> pl.DataFrame:
     rows = []
     for r in runs:
         m = r.metrics
-        if r.pattern == "predictor" or not m.get("predictions") or not serving(r):  # other questions: fault, C10, predictor alone
+        if (
+            r.pattern == "predictor" or not m.get("predictions") or not serving(r)
+        ):  # other questions: fault, C10, predictor alone
             continue
         label = f"{r.pattern} {r.backend}" + (f" ({m['predictions']:,} rows)" if r.pattern == "batch" else "")
         if r.pattern == "hybrid":  # its refresh job's CPU is per refresh, not per answer: see the hybrid table

@@ -162,7 +162,8 @@ def _single_row_reference(runs: Sequence[RunResult]) -> dict[tuple[str, str], di
     """(model sha, predictor label) -> the predictor pattern's one-row-per-call figures (medians)."""
     by: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in predictor_runs(runs):
-        one = next((s for s in r.metrics["call_sizes"] if s["size"] == 1), None)
+        # the fastest single-row path measured: predict_row where recorded, else predict() on one row
+        one = r.metrics.get("single_row_fast") or next((s for s in r.metrics["call_sizes"] if s["size"] == 1), None)
         if one:
             by[(r.provenance.get("model_sha256"), r.backend)].append(one)
     return {

@@ -165,9 +165,7 @@ def test_the_predictor_is_a_cost_dimension_and_its_build_is_paid_once_per_releas
     runs = [_batch("b"), _compiled(_batch("bc", rows_per_s=300_000.0, cpu_s=5.0)), _service("rt")]
     runs.append(_compiled(_service("rtc", capacity=4_000.0)))
     opts = {o.label: o for o in cost.options(runs)[0]}
-    assert {"batch (local)", "batch (local, lleaves)", "real-time http/lightgbm", "real-time http/lleaves"} <= set(
-        opts
-    )
+    assert {"batch (local)", "batch (local, lleaves)", "real-time http/lightgbm", "real-time http/lleaves"} <= set(opts)
     assert [m.run_id for m in opts["batch (local)"].measures] == ["b"]  # never pooled across predictors
     compiled = opts["batch (local, lleaves)"].measures[0]
     assert compiled.fixed_s == 2.0 and compiled.build_s == 40.0  # the compile is not a per-job cost

@@ -155,3 +155,13 @@ def test_actors_spread_over_the_nodes_of_a_two_node_cluster(small_dataset, small
     m = result.metrics
     assert m["ray"]["nodes"] == 2 and len(m["actors"]["nodes"]) == 2
     assert m["delivery"]["lost_events"] == 0 and m["delivery"]["delivered_events"] == m["delivery"]["offered_events"]
+
+
+def test_a_batch_is_a_view_of_the_event_table_unless_it_wraps():
+    from bench.patterns.microbatch import _rows
+
+    X = np.arange(50, dtype=np.float64).reshape(10, 5)
+    view = _rows(X, 12, 17)  # a later pass over the table, no wrap
+    assert np.shares_memory(view, X) and np.array_equal(view, X[2:7])
+    wrapped = _rows(X, 8, 13)  # crosses the table's end
+    assert not np.shares_memory(wrapped, X) and np.array_equal(wrapped, X[[8, 9, 0, 1, 2]])

@@ -284,7 +284,7 @@ def test_overload_ends_on_time_and_shows_queueing(small_dataset, small_model, tm
     params = _small(
         backend="inprocess",
         schedule="constant",
-        rate=200_000.0,
+        rate=2_000_000.0,
         duration_s=1.0,
         min_requests=100,
         warmup_s=0.0,
@@ -336,3 +336,148 @@ def test_schedule_builder_covers_every_kind_and_names_a_bad_one():
         assert s.size > 100 and np.all(np.diff(s) >= 0) and s.max() < 3.0
     with pytest.raises(BenchError, match="unknown schedule 'bursty'"):
         load.schedule("bursty", 100.0, 3.0, seed=1)
+
+
+# ---------------------------------------------------------------------------------- the request's row and the client
+
+
+def _old_row(features):
+    """The row builder the server had before: a NaN-substituting comprehension into a 1-row matrix."""
+    import math
+
+    return np.array([[math.nan if v is None else v for v in features]], dtype=np.float64)
+
+
+def test_row_builder_equals_the_old_one_with_nulls_and_refuses_what_is_not_a_number(small_dataset):
+    import orjson
+    import polars as pl
+
+    from bench.serve.http_app import N_FEATURES, _row
+
+    X = workload.feature_matrix(pl.read_parquet(small_dataset.path).head(200))
+    assert np.isnan(X).any()  # the rows carry missing values
+    for row in X:
+        features = orjson.loads(orjson.dumps([None if np.isnan(v) else float(v) for v in row]))
+        status, built = _row({"features": features})
+        assert status == 200 and built.dtype == np.float64 and built.shape == (N_FEATURES,)
+        assert np.array_equal(built, _old_row(features)[0], equal_nan=True)
+    ints = [1] * N_FEATURES  # JSON integers are numbers too
+    assert np.array_equal(_row({"features": ints})[1], np.ones(N_FEATURES))
+    good = [0.5] * N_FEATURES
+    for bad in ("1.5", True, [1.0], {"v": 1}):
+        status, body = _row({"features": [*good[:-1], bad]})
+        assert status == 422 and b"numbers or null" in body, bad
+    assert _row({"features": good[:-1]})[0] == 422
+    assert _row({"features": "x" * N_FEATURES})[0] == 422
+    assert _row({})[0] == 422
+
+
+def test_scorer_uses_a_predictors_single_row_entry_when_it_has_one(small_model, monkeypatch):
+    from bench.serve import http_app
+
+    plain = http_app.Scorer(str(small_model.path), gc_freeze=False)
+    row = [0.5] * http_app.N_FEATURES
+    status, body = plain.predict(json.dumps({"features": row}).encode())
+    want = float(make_predictor(small_model).predict(np.array([row]))[0])
+    assert status == 200 and json.loads(body)["score"] == want
+
+    class WithRow:
+        def __init__(self, inner):
+            self.inner, self.rows = inner, 0
+
+        def predict(self, X):
+            raise AssertionError("predict() called for one row although predict_row exists")
+
+        def predict_row(self, r):
+            self.rows += 1
+            return float(self.inner.predict(r.reshape(1, -1))[0])
+
+    made = []
+    real = http_app.model_mod.make_predictor
+    monkeypatch.setattr(
+        http_app.model_mod, "make_predictor", lambda *a, **k: made.append(WithRow(real(*a, **k))) or made[-1]
+    )
+    scorer = http_app.Scorer(str(small_model.path), gc_freeze=False)
+    status, body = scorer.predict(json.dumps({"features": row}).encode())
+    assert status == 200 and json.loads(body)["score"] == want and made[0].rows == 1
+
+
+def test_fastapi_telemetry_is_off_where_fastapi_has_it():
+    import inspect
+
+    from fastapi import FastAPI
+
+    from bench.serve.http_app import _no_telemetry
+
+    options = _no_telemetry(FastAPI)
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        assert options == {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+        FastAPI(**options)  # accepted
+    else:
+        assert options == {}
+
+
+def test_http_pool_times_out_waits_for_a_free_connection_and_keeps_answers_apart():
+    """Two connections, requests faster than answers: some wait for a connection, slow ones time out
+    (their connection is closed and replaced), every answer goes to the request that asked for it."""
+    import asyncio
+    import threading
+
+    from bench.httpclient import HttpPool
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(
+                    next(
+                        v
+                        for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
+                        if k.lower() == b"content-length"
+                    )
+                )
+                body = await reader.readexactly(length)
+                await asyncio.sleep(float(body))
+                out = b'{"score": %s}' % body
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(out) + out)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+
+    ready, box = threading.Event(), {}
+
+    def serve():
+        loop = asyncio.new_event_loop()
+        box["server"] = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", 0))
+        box["loop"] = loop
+        ready.set()
+        loop.run_forever()
+
+    threading.Thread(target=serve, daemon=True).start()
+    assert ready.wait(10)
+    port = box["server"].sockets[0].getsockname()[1]
+    pool = HttpPool("127.0.0.1", port, max_connections=2)
+    delays = [b"0", b"0.05", b"0.5", b"0", b"0", b"0.01"]  # 0.5 s > the 0.2 s timeout
+    raws = [pool.encode("POST", "/x", d) for d in delays]
+
+    async def call(i, on_send):
+        status, body = await pool.request(raws[i % len(raws)], 0.2, on_send)
+        return status, json.loads(body)["score"]
+
+    try:
+        obs = load.drive_async(np.arange(60) / 100.0, call, deadline_s=3.0, setup=lambda: pool.warm(2))
+    finally:
+
+        async def shutdown():
+            box["server"].close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), box["loop"]).result(10)
+        box["loop"].call_soon_threadsafe(box["loop"].stop)
+    slow = np.arange(60) % len(raws) == 2
+    assert (obs.status[slow] == load.TIMEOUT).all() and (obs.status[~slow] == 200).all()
+    assert np.array_equal(obs.scores[~slow], [float(delays[i % len(raws)]) for i in np.arange(60)[~slow]])
+    assert (obs.sent[~slow] >= obs.issued[~slow]).all() and pool.open <= 2 and not pool._waiting

@@ -107,7 +107,7 @@ def backend_label(params: PredictorParams | dict) -> str:
     return get("predictor", "lightgbm") + (f"[{threads}t]" if threads != 1 else "")
 
 
-def _measure_size(predictor, X: np.ndarray, size: int, params: PredictorParams) -> tuple[np.ndarray, ...]:
+def _measure_size(predictor, X: np.ndarray, size: int, params: PredictorParams, call=None) -> tuple[np.ndarray, ...]:
     """One size: a warm-up call, then timed calls on contiguous slices, the start cycling through X.
 
     Returns the start offset, wall seconds and CPU seconds of every measured call, and the scores and
@@ -116,7 +116,8 @@ def _measure_size(predictor, X: np.ndarray, size: int, params: PredictorParams) 
     starts = np.empty(params.max_calls, dtype=np.int64)
     wall = np.empty(params.max_calls, dtype=np.float64)
     cpu = np.empty(params.max_calls, dtype=np.float64)
-    predictor.predict(X[: min(size, WARMUP_MAX_ROWS)])
+    call = call or predictor.predict
+    call(X[: min(size, WARMUP_MAX_ROWS)])
     perf, proc = time.perf_counter, time.process_time
     calls, start = 0, 0
     scores = None
@@ -130,7 +131,7 @@ def _measure_size(predictor, X: np.ndarray, size: int, params: PredictorParams) 
             rows = X[start : start + size]
             c0 = proc()
             w0 = perf()
-            scores = predictor.predict(rows)
+            scores = call(rows)
             w1 = perf()
             c1 = proc()
             starts[calls], wall[calls], cpu[calls] = start, w1 - w0, c1 - c0
@@ -182,6 +183,13 @@ def run(data: workload.Dataset, model: Model, params: PredictorParams, context: 
             # outside the timed calls: the last call's scores against LightGBM's on the same rows
             expected = reference[last_start : last_start + size]
             max_diff = max(max_diff, float(np.max(np.abs(np.asarray(last) - expected))))
+        # The single-row entry point a server calls (predict_row: no per-call set-up), beside predict()
+        # on a 1-row matrix: the per-request path's true floor.
+        starts, wall, cpu, last, last_start = _measure_size(
+            predictor, X, 1, params, call=lambda rows: np.array([predictor.predict_row(rows[0])])
+        )
+        single_row = metrics.call_size_summary(1, wall, cpu)
+        max_diff = max(max_diff, abs(float(last[0]) - float(reference[last_start])))
     usage = meter.result
 
     result = new_result("predictor", backend_label(params), params, context, model, data)
@@ -197,6 +205,7 @@ def run(data: workload.Dataset, model: Model, params: PredictorParams, context: 
         "latency_s": None,  # a call's latency depends on its size: see call_sizes[*].call_latency_s
         "largest_call_size": largest["size"],
         "call_sizes": per_size,
+        "single_row_fast": single_row,
         "max_abs_diff_vs_lightgbm": max_diff,
         "dataset_rows": total,
         "measurement": {

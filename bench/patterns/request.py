@@ -213,7 +213,7 @@ class _InProcess(Backend):
 
         def call(i: int) -> tuple[int, float]:
             j = i % n
-            return 200, float(predictor.predict(X[j : j + 1])[0])
+            return 200, predictor.predict_row(X[j])
 
         return load.drive_sync(schedule, call, deadline_s=float(schedule[-1]) + self.params.timeout_s)
 
@@ -306,6 +306,7 @@ class HttpBackend(Backend):
                     port=old.port,
                     workers=old.workers,
                     num_threads=old.num_threads,
+                    predictor=old.predictor,
                     app=old.app,
                     gc_freeze=old.gc_freeze,
                     env=old.env,

@@ -44,7 +44,8 @@ class ServerProcess:
     """uvicorn serving ``bench.serve.http_app`` (``app``: fastapi or asgi) with the model loaded once at start.
 
     ``workers`` is uvicorn's process count (one event loop and one GIL each); each scores with
-    ``num_threads`` OpenMP threads — 1, since single-row calls with more threads only spin.
+    ``num_threads`` OpenMP threads — 1, since single-row calls with more threads only spin (checked:
+    a server's process has one Python thread with CPU time and no OpenMP workers).
     """
 
     def __init__(
