@@ -275,7 +275,7 @@ def _service_rows(runs: Sequence[RunResult], pattern: str, reference: dict) -> l
         else:
             parts.append("no floor recorded")
         if cpu_us is not None:
-            vs = f" vs {ref['cpu_us']:.0f} for predict() of 1 row" if ref else ""
+            vs = f" vs {ref['cpu_us']:.0f} for the predictor alone on 1 row" if ref else ""
             parts.append(f"server CPU {cpu_us:.0f} µs/answer{vs}")
         limits = sorted({x["capacity"].get("limited_by") for x in m} - {None})
         if "max_rate" in limits:
@@ -289,7 +289,7 @@ def _service_rows(runs: Sequence[RunResult], pattern: str, reference: dict) -> l
                 "runs": len(rs),
                 "measured_rows_per_s": capacity,
                 "raw_rows_per_s": raw,
-                "raw_reference": f"predictor pattern, 1 row/call (n={ref['runs']})"
+                "raw_reference": f"predictor pattern, single-row call (n={ref['runs']})"
                 if ref
                 else f"no predictor run of {predictor} on this model yet",
                 "ratio": capacity / raw if raw and capacity is not None else None,

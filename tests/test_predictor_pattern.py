@@ -232,7 +232,7 @@ def test_limits_table_sets_each_pattern_against_the_raw_predictor(limits_runs):
     assert req["predictor"] == "lightgbm" and req["runs"] == 1
     assert req["raw_rows_per_s"] == pytest.approx(1e6 / one_row["wall_us_per_row"], rel=1e-3)
     assert req["ratio"] == pytest.approx(req["measured_rows_per_s"] / req["raw_rows_per_s"], rel=1e-2)  # 3 sig. figs
-    assert "predictor pattern, 1 row/call (n=1)" == req["raw_reference"]
+    assert "predictor pattern, single-row call (n=1)" == req["raw_reference"]
     assert "server CPU" in req["where_the_rest_goes"] and "vs" in req["where_the_rest_goes"]
 
 

@@ -89,6 +89,7 @@ def tables(results_dir: Path) -> tuple[str, dict]:
     text += markdown(cross) if not cross.is_empty() else "No option's cost crosses a reference's.\n"
     if cross.is_empty() or "batch (local)" not in cross["reference"].to_list():
         text += "\nNo option's cost crosses batch's anywhere in the sweep: batch is the cheapest at every volume.\n"
+    text += _predictor_tables(valid, prices, workload)
     runs = [
         {
             "run_id": r.run_id,
@@ -105,6 +106,24 @@ def tables(results_dir: Path) -> tuple[str, dict]:
     machine = sel.runs[0].provenance.get("machine") if sel.runs else None
     packages = sel.runs[0].provenance.get("packages") if sel.runs else None
     return text, {"machine_label": sel.machine, "machine": machine, "packages": packages, "runs": runs}
+
+
+def _predictor_tables(runs, prices, workload) -> str:
+    """The predictor's sections: verdicts per backend, per-row cost vs call size, each pattern's limits."""
+    from bench import report_limits, verdicts
+
+    text = ""
+    both = verdicts.by_predictor(runs, prices, workload)
+    if len(both.columns) > 2:
+        keep = [c for c in both.columns if not c.startswith("measured")]
+        text += "\n## Does a compiled predictor change any verdict?\n\n" + markdown(both.select(keep))
+    calls = report_limits.call_size_table(runs)
+    if not calls.is_empty():
+        text += "\n## Per-row cost against rows per call (the predictor alone, one thread)\n\n" + markdown(calls)
+    limits = report_limits.limits_table(runs)
+    if not limits.is_empty():
+        text += "\n## Limits: each pattern's throughput against the raw predictor's\n\n" + markdown(limits)
+    return text
 
 
 def publish(results_dir: Path, out: Path) -> Path:

@@ -1,4 +1,6 @@
-"""pytest-benchmark measurements of LightGBM ``predict`` on one thread at batch sizes 1 … 100,000.
+"""pytest-benchmark measurements of ``predict`` on one thread at batch sizes 1 … 100,000, per backend
+(LightGBM, and the same trees compiled by lleaves when it is installed), and of the single-row entry
+point a server calls (``predict_row``).
 
 They measure and never assert speed. The model has the article's default shape (200 trees, 63
 leaves), trained once per session on 20k generated rows in a temp dir; inputs are feature matrices
@@ -19,7 +21,7 @@ import polars as pl
 import pytest
 
 from bench import workload
-from bench.model import LightGBMPredictor, Model, ModelParams, ensure_model
+from bench.model import Model, ModelParams, ensure_model, make_predictor, predictor_unavailable
 
 pytestmark = pytest.mark.benchmark
 
@@ -48,15 +50,19 @@ def predict_bench_frame(predict_bench_dir: Path) -> pl.DataFrame:
     return pl.read_parquet(ds.path)
 
 
-@pytest.fixture(scope="session")
-def predict_bench_predictor(predict_bench_model: Model) -> LightGBMPredictor:
-    return LightGBMPredictor(predict_bench_model, num_threads=1)
+BACKENDS = ("lightgbm", "lleaves")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def predict_bench_predictor(request, predict_bench_model: Model):
+    """Each backend on one thread (lleaves compiles the model once, ~40 s, then loads it from its cache)."""
+    if predictor_unavailable(request.param):
+        pytest.skip(predictor_unavailable(request.param))
+    return make_predictor(predict_bench_model, request.param, num_threads=1)
 
 
 @pytest.fixture(scope="session")
-def predict_bench_cost(
-    predict_bench_predictor: LightGBMPredictor, predict_bench_frame: pl.DataFrame
-) -> tuple[float, float]:
+def predict_bench_cost(predict_bench_predictor, predict_bench_frame: pl.DataFrame) -> tuple[float, float]:
     """(seconds per call, seconds per row) from a short calibration, to size the rounds."""
 
     def best(n: int, repeats: int) -> float:
@@ -80,10 +86,10 @@ def _rounds(n: int, cost: tuple[float, float]) -> int:
 
 
 @pytest.mark.parametrize("n", SIZES, ids=[f"rows={n}" for n in SIZES])
-def test_lightgbm_predict(
+def test_predict(
     benchmark,
     n: int,
-    predict_bench_predictor: LightGBMPredictor,
+    predict_bench_predictor,
     predict_bench_frame: pl.DataFrame,
     predict_bench_cost: tuple[float, float],
 ) -> None:
@@ -93,7 +99,7 @@ def test_lightgbm_predict(
     # a warm-up call only where it is cheap: large batches have no first-call effect worth its time
     warmup = 1 if predict_bench_cost[0] + predict_bench_cost[1] * n < 0.1 else 0
 
-    benchmark.group = "lightgbm predict, 1 thread"
+    benchmark.group = f"{predict_bench_predictor.name} predict, 1 thread"
     benchmark.extra_info.update(
         {
             "rows": n,
@@ -114,3 +120,21 @@ def test_lightgbm_predict(
     # what was timed did the work: one finite probability per row
     assert isinstance(scores, np.ndarray) and scores.shape == (n,)
     assert np.all(np.isfinite(scores)) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_predict_row(benchmark, predict_bench_predictor, predict_bench_frame: pl.DataFrame) -> None:
+    """The single-row entry point (one C call into preallocated buffers), on rows taken in turn."""
+    X = workload.feature_matrix(predict_bench_frame.head(1_000))
+    rows = iter(range(10**9))
+
+    def one() -> float:
+        return predict_bench_predictor.predict_row(X[next(rows) % len(X)])
+
+    benchmark.group = "single row, 1 thread"
+    benchmark.extra_info.update({"backend": predict_bench_predictor.name, "rows": 1})
+    score = benchmark.pedantic(one, rounds=2_000, iterations=1, warmup_rounds=10)
+    assert 0 <= score <= 1
+    # the same row through predict() and predict_row() scores the same
+    assert predict_bench_predictor.predict_row(X[5]) == pytest.approx(
+        predict_bench_predictor.predict(X[5:6])[0], abs=1e-12
+    )
