@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import polars as pl
 import pytest
+from conftest import assert_valid_or_busy
 
 from bench import model, runner, workload
 from bench.errors import BenchError
@@ -85,7 +86,7 @@ def test_every_pattern_notebook_runs_with_predictor_lleaves(pattern, overrides, 
     values = pipeline.pattern_parameters(pattern, "smoke", {"predictor": "lleaves", **overrides})
     run_dir = pipeline.run_pattern(pattern, values, "smoke", out)
     result = results.load(run_dir)
-    assert result.valid, result.invalid_reasons
+    assert_valid_or_busy(result)
     assert result.params["predictor"] == "lleaves" and "lleaves" in result.backend
     assert result.metrics["fixed_costs_s"]["predictor_compile"] > 0
     assert result.metrics.get("score_mismatches", 0) == 0
