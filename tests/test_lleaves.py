@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import polars as pl
 import pytest
-from conftest import assert_valid_or_busy
 
 from bench import model, runner, workload
 from bench.errors import BenchError
@@ -86,7 +85,8 @@ def test_every_pattern_notebook_runs_with_predictor_lleaves(pattern, overrides, 
     values = pipeline.pattern_parameters(pattern, "smoke", {"predictor": "lleaves", **overrides})
     run_dir = pipeline.run_pattern(pattern, values, "smoke", out)
     result = results.load(run_dir)
-    assert_valid_or_busy(result)
+    # validity is a timing verdict (a busy machine voids it); this test is about the backend working
+    assert not [r for r in result.invalid_reasons if "differ" in r or "mismatch" in r], result.invalid_reasons
     assert result.params["predictor"] == "lleaves" and "lleaves" in result.backend
     assert result.metrics["fixed_costs_s"]["predictor_compile"] > 0
     assert result.metrics.get("score_mismatches", 0) == 0
