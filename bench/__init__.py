@@ -1,20 +1,7 @@
-"""Batch vs streaming vs per-request scoring of one LightGBM model, measured: the ``bench`` harness."""
+"""Batch vs streaming vs per-request scoring of one LightGBM model, measured: the ``bench`` harness.
 
-from bench import metrics, model, notebook, params, patterns, profiles, report, results, runner, workload
-from bench.errors import BenchError
-from bench.results import RunResult
-
-__all__ = [
-    "BenchError",
-    "RunResult",
-    "metrics",
-    "model",
-    "notebook",
-    "params",
-    "patterns",
-    "profiles",
-    "report",
-    "results",
-    "runner",
-    "workload",
-]
+Importing ``bench`` imports nothing else: every child process (the HTTP server, Ray workers, the
+hybrid refresh job) loads only the layers it uses. The layers, lowest first, are ``core``, ``data``,
+``model``, ``measure``, ``results``, ``systems``, ``patterns``, ``analysis``, ``views``, ``app``
+(README, "Layout"); a module imports only layers below its own.
+"""

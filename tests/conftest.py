@@ -2,7 +2,7 @@
 
 * ``BENCH_DATA_DIR`` and ``BENCH_RESULTS_DIR`` point into one session temp dir for the whole test
   session (set before any test or fixture runs, inherited by subprocesses such as papermill kernels),
-  so code that uses the default locations (``bench.paths``) cannot write into ``data/`` or ``results/``.
+  so code that uses the default locations (``bench.core.paths``) cannot write into ``data/`` or ``results/``.
 * ``data_dir`` (session): the generated-data directory; datasets and models are generated there once
   per session and reused by every test.
 * ``results_dir`` (function): a fresh, empty results directory per test; ``BENCH_RESULTS_DIR`` points
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import model, workload
+from bench import model
+from bench.data import workload
 from bench.model import ModelParams
 
 SMALL_DATASET_ROWS = 5_000
@@ -43,7 +44,7 @@ def bench_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def data_dir(bench_env: Path) -> Path:
-    """The session's data directory (what ``bench.paths.data_dir()`` returns during the tests)."""
+    """The session's data directory (what ``bench.core.paths.data_dir()`` returns during the tests)."""
     path = Path(os.environ["BENCH_DATA_DIR"])
     assert path.is_relative_to(bench_env)
     return path
@@ -51,7 +52,7 @@ def data_dir(bench_env: Path) -> Path:
 
 @pytest.fixture
 def results_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, empty results directory; ``bench.paths.results_dir()`` returns it during the test."""
+    """A fresh, empty results directory; ``bench.core.paths.results_dir()`` returns it during the test."""
     path = tmp_path_factory.mktemp("results")
     monkeypatch.setenv("BENCH_RESULTS_DIR", str(path))
     return path

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import polars as pl
 
-from bench import paths
-from bench.errors import BenchError
+from bench.core import paths
+from bench.core.errors import BenchError
 
 #: report cell (its first line) -> the PNG it becomes
 PLOTS = {
@@ -70,7 +70,9 @@ def markdown(df) -> str:
 
 def tables(results_dir: Path) -> tuple[str, dict]:
     """The verdict and crossover tables (report defaults) as markdown, and the runs behind them."""
-    from bench import cost, notebook, report, verdicts
+    from bench.analysis import cost, verdicts
+    from bench.app import notebook
+    from bench.views import report
 
     sel = report.select(results_dir)
     P = notebook.ReportNotebook()
@@ -110,7 +112,8 @@ def tables(results_dir: Path) -> tuple[str, dict]:
 
 def _predictor_tables(runs, prices, workload) -> str:
     """The predictor's sections: verdicts per backend, per-row cost vs call size, each pattern's limits."""
-    from bench import report_limits, verdicts
+    from bench.analysis import verdicts
+    from bench.views import limits as report_limits
 
     text = ""
     both = verdicts.by_predictor(runs, prices, workload)

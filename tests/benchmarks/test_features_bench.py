@@ -3,7 +3,7 @@
 The log has the default shape the request pattern uses: 10,000 customers × 50 events on average
 (about 500k rows, a year of activity), generated once per session in a temp dir. ``OnTheFly.get``
 filters and aggregates the whole in-memory log with polars on every call; the pre-computed side is a
-dict lookup of :func:`bench.features.aggregate_all`'s table (the in-process floor of a feature store).
+dict lookup of :func:`bench.data.features.aggregate_all`'s table (the in-process floor of a feature store).
 Customers rotate from call to call. They measure and never assert speed; each checks that what was
 timed gave the batch answer. With ``--benchmark-disable`` each runs its function once.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from bench import features, workload
+from bench.data import features, workload
 
 pytestmark = pytest.mark.benchmark
 

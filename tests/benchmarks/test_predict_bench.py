@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from bench import workload
+from bench.data import workload
 from bench.model import Model, ModelParams, ensure_model, make_predictor, predictor_unavailable
 
 pytestmark = pytest.mark.benchmark

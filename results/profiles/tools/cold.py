@@ -1,6 +1,8 @@
 import time, numpy as np, sys
-from bench import model as mm, runner, workload, profiles
-from bench.params import parse
+from bench import model as mm
+from bench.app import runner, profiles
+from bench.data import workload
+from bench.core.params import parse
 from bench.patterns import request as rq
 import polars as pl
 prof = profiles.get("default").pattern_params("request")

@@ -3,23 +3,25 @@ import json, sys, os, time
 from pathlib import Path
 import numpy as np
 import bench
-from bench import model as model_mod, workload, runner
-from bench.params import parse
+from bench import model as model_mod
+from bench.data import workload
+from bench.app import runner
+from bench.core.params import parse
 from bench.patterns import request as rq
-from bench import profiles
+from bench.app import profiles
 if os.environ.get("HB_FACTORY"):
     import subprocess
     from bench.serve import process as _proc
     _Popen = subprocess.Popen
     def _popen(cmd, *a, **k):
-        cmd = [os.environ["HB_FACTORY"] if c == "bench.serve.http_app:app_from_env" else c for c in cmd]
+        cmd = [os.environ["HB_FACTORY"] if c == "bench.systems.http_app:app_from_env" else c for c in cmd]
         return _Popen(cmd, *a, **k)
     _proc.subprocess = type("S", (), {"Popen": staticmethod(_popen), "TimeoutExpired": subprocess.TimeoutExpired, "STDOUT": subprocess.STDOUT})
 
 args = dict(a.split("=", 1) for a in sys.argv[1:])
 reps = int(args.pop("windows", "1"))
 prof = profiles.get("default").pattern_params("request")
-from bench.params import from_string
+from bench.core.params import from_string
 vals = {**prof, "backend": "http", "capacity": False, **{k: from_string(rq.RequestParams, k, v) for k, v in args.items()}}
 params = parse(rq.RequestParams, vals, owner="request")
 data = runner.resolve_workload(params)

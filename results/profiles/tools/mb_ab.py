@@ -3,10 +3,12 @@ import json, os, sys, time, dataclasses
 from pathlib import Path
 import numpy as np
 import bench
-from bench import model as mm, runner, events, profiles
-from bench.params import parse, from_string
+from bench import model as mm
+from bench.app import runner, profiles
+from bench.data import events
+from bench.core.params import parse, from_string
 from bench.patterns import microbatch as mb
-from bench.raysession import RaySession
+from bench.systems.raysession import RaySession
 
 args = dict(a.split("=", 1) for a in sys.argv[1:])
 batches = [int(b) for b in args.pop("batches", "1000,100,10000").split(",")]

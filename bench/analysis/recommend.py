@@ -1,0 +1,726 @@
+"""The article's four questions, answered with measurements: which pattern a use case calls for, and why.
+
+The four answers (acceptable latency, how fresh a prediction must be, what triggers it, daily volume)
+are checked against every option ``bench.analysis.cost.options`` can cost from the measured runs. Each option
+gets the latency and staleness its consumer would see, both from the runs, and its cost per day
+under the price table; the cheapest feasible option wins and every other one says why it loses.
+
+Latency and staleness as the consumer sees them:
+
+* **real-time, streaming** — the median over the option's runs of the main window's measured p99;
+  a score computed when asked for is as old as that latency when it is used.
+* **batch** — staleness up to the schedule interval + the job's wall time (a score is read until the
+  next run has published). Latency: the job's wall time when a schedule triggers the scoring (the
+  schedule *is* the trigger); the interval + the job when an event does (the event waits for the
+  next run).
+* **hybrid** — staleness as batch; latency: its measured p99 lookup latency for request and schedule
+  triggers, the interval + the job for an event trigger (the event's data reaches the store then).
+
+Batch and hybrid run on the least frequent schedule of a ladder of round intervals (24 h … 1 min)
+that meets the answers: fewer jobs cost less (each is billed at least the price's minimum). A
+freshness of exactly 24 h therefore gets a 12 h schedule: a daily job's scores are 24 h + the job
+old before they are replaced. A hybrid job re-scores ``workload_base.customers`` entities (0: the
+day's volume), as ``bench.analysis.cost`` prices it. Always-on latency is the p99 measured at the run's
+offered rate; ``bench.analysis.cost`` sizes replicas so the peak stays within the capacity measured at the SLO.
+
+Which families a trigger may use (the rest are listed with the reason):
+
+* ``schedule`` — every family.
+* ``request`` — real-time and hybrid (when its staleness is tolerated). Not streaming: a caller
+  waits for an answer, while a stream writes its scores to a sink nobody waits on. Not batch alone:
+  a file of scores answers nobody's call (serving it by lookup is the hybrid pattern).
+* ``event`` — streaming and real-time; batch and hybrid too, when the acceptable latency covers the
+  wait for the next run (which the latency above already includes).
+
+Every figure comes from the runs and the price table; an option missing a measurement says so and is
+never given a number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from bench.analysis import cost
+from bench.core.errors import BenchError
+from bench.results import RunResult
+
+TRIGGERS = ("schedule", "event", "request")
+FAMILIES = ("batch", "hybrid", "streaming", "real-time")  #: simplest to run first: breaks cost ties
+#: Batch and hybrid schedules tried, least frequent (cheapest) first; a minute is cron's granularity.
+BATCH_INTERVALS_H = (24.0, 12.0, 8.0, 6.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.25, 1 / 6, 1 / 12, 1 / 30, 1 / 60)
+#: Daily volumes swept to find where the recommendation flips.
+FLIP_VOLUMES = tuple(float(v) for v in np.logspace(3, 9, 49))
+
+_UNITS = {
+    "ms": 1e-3,
+    "s": 1.0,
+    "sec": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "hr": 3600.0,
+    "d": 86_400.0,
+    "day": 86_400.0,
+    "w": 604_800.0,
+}
+_MULTIPLIERS = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}
+_NUMBER = r"([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)"
+_DURATION_RE = re.compile(rf"^{_NUMBER}\s*([a-z]*)$")
+_VOLUME_RE = re.compile(rf"^{_NUMBER}\s*([kmbg]?)$")
+_DURATION_HINT = "a number of seconds or e.g. '50ms', '2s', '5min', '24h', '1d'"
+
+
+# --------------------------------------------------------------------------------------------
+# Input: durations, volumes, the four answers
+# --------------------------------------------------------------------------------------------
+
+
+def _finite_positive(name: str, value: float, expected: str) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise BenchError(f"answer {name!r} must be {expected}, got {value!r}")
+    return float(value)
+
+
+def parse_duration(value: str | float, name: str = "duration") -> float:
+    """Seconds from a number (seconds) or a string such as "50ms", "2s", "5min", "24h", "1d"; > 0, finite."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise BenchError(f"answer {name!r} must be {_DURATION_HINT}, got {type(value).__name__} {value!r}")
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value.strip().lower().replace("_", ""))
+        if not match or match.group(2) not in {"", *_UNITS}:
+            raise BenchError(f"answer {name!r} must be {_DURATION_HINT}, got {value!r}")
+        number, unit = match.groups()
+        value = float(number) * _UNITS.get(unit, 1.0)
+    return _finite_positive(name, float(value), f"a duration > 0 ({_DURATION_HINT})")
+
+
+def parse_volume(value: str | float, name: str = "predictions_per_day") -> float:
+    """Predictions per day from a number or a string such as "1e6", "250k", "3.2M", "1B"; > 0, finite."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise BenchError(f"answer {name!r} must be a number > 0 (e.g. 1e6 or '250k'), got {value!r}")
+    if isinstance(value, str):
+        match = _VOLUME_RE.match(value.strip().lower().replace("_", "").replace(",", ""))
+        if not match:
+            raise BenchError(f"answer {name!r} must be a number > 0 (e.g. 1e6, '250k', '3.2M'), got {value!r}")
+        value = float(match.group(1)) * _MULTIPLIERS[match.group(2)]
+    return _finite_positive(name, float(value), "a number of predictions per day > 0")
+
+
+@dataclass(frozen=True)
+class Answers:
+    """The article's four questions answered for one use case (durations in seconds, or strings like "50ms")."""
+
+    latency_s: float  #: acceptable time from the trigger to the prediction being available
+    freshness_s: float  #: how old a prediction may be when it is used (a daily churn score: 24 h or more)
+    trigger: str  #: "schedule", "event" or "request"
+    predictions_per_day: float
+    name: str = ""
+    assumption: str = ""  #: one line: what we assumed to get these answers
+
+    def __post_init__(self) -> None:
+        # Durations and volume may arrive as friendly strings: normalised here, so every check runs
+        # before any work and the stored fields are plain floats.
+        object.__setattr__(self, "latency_s", parse_duration(self.latency_s, "latency_s"))
+        object.__setattr__(self, "freshness_s", parse_duration(self.freshness_s, "freshness_s"))
+        object.__setattr__(self, "predictions_per_day", parse_volume(self.predictions_per_day))
+        if not isinstance(self.trigger, str) or self.trigger not in TRIGGERS:
+            raise BenchError(f"answer 'trigger' must be one of {', '.join(TRIGGERS)}; got {self.trigger!r}")
+        for name in ("name", "assumption"):
+            if not isinstance(getattr(self, name), str):
+                raise BenchError(f"answer {name!r} must be a string, got {getattr(self, name)!r}")
+
+    def describe(self) -> str:
+        """The answers in one line, e.g. "request-triggered, answer within 50 ms, at most 1 s old, 1M/day"."""
+        return (
+            f"{self.trigger}-triggered, available within {fmt_duration(self.latency_s)}, "
+            f"at most {fmt_duration(self.freshness_s)} old when used, "
+            f"{fmt_volume(self.predictions_per_day)} predictions/day"
+        )
+
+
+#: The article's seven use cases. Latencies, freshness and volumes are our assumptions, stated in
+#: each line; the cost of each prediction is our churn model's, standing in for every use case's model.
+USE_CASES: tuple[Answers, ...] = (
+    Answers(
+        "6h", "7d", "schedule", "100k", "churn",
+        "100k customers scored each night for a weekly retention review; the job has until morning (6 h)",
+    ),
+    Answers(
+        "50ms", "1s", "request", "1M", "fraud",
+        "1M card payments a day, each scored inside its authorisation call: 50 ms for the model, no stale score",
+    ),
+    Answers(
+        "4h", "2d", "schedule", "1M", "demand forecasting",
+        "1M item-store forecasts refreshed nightly for the next day's orders; the job has 4 h",
+    ),
+    Answers(
+        "100ms", "1d", "request", "5M", "recommendations",
+        "5M home-page views a day each ask for ranked items within 100 ms; yesterday's ranking is acceptable",
+    ),
+    Answers(
+        "2min", "5min", "event", "14.4M", "IoT anomalies",
+        "10k sensors reporting once a minute (14.4M readings/day); an anomaly must surface within 2 min",
+    ),
+    Answers(
+        "5min", "1h", "event", "20k", "lead scoring",
+        "20k web leads a day, each scored on submission and routed to a sales rep within 5 min",
+    ),
+    Answers(
+        "200ms", "1s", "request", "10M", "content moderation",
+        "10M posts a day, each screened in the publish call before anyone sees it: 200 ms budget",
+    ),
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Formatting: every figure printed the same way
+# --------------------------------------------------------------------------------------------
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """A duration in the unit a reader expects: "4.2 ms", "3.1 s", "5 min", "24 h", "7 d"."""
+    if seconds is None or not math.isfinite(seconds):
+        return "n/a"
+    for limit, unit, scale in ((1, "ms", 1e-3), (60, "s", 1), (3600, "min", 60), (2 * 86_400, "h", 3600)):
+        if seconds < limit:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 86_400:.3g} d"
+
+
+def fmt_volume(v: float) -> str:
+    """A count with a suffix: "100k", "3.2M", "1B"."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if v >= scale:
+            return f"{v / scale:.3g}{suffix}"
+    return f"{v:.3g}"
+
+
+def fmt_money(x: float | None) -> str:
+    """Dollars: cents above $1, three significant digits below (a daily batch job can cost $0.00138)."""
+    if x is None:
+        return "n/a"
+    return f"${x:,.2f}" if x >= 1 else f"${x:.3g}"
+
+
+def fmt_ratio(x: float) -> str:
+    """How many times larger: "2.9×", "1,440×"; a near tie as a percentage ("+0.12%")."""
+    if x < 1.1:
+        return f"+{(x - 1) * 100:.2g}%"
+    return f"{x:,.0f}×" if x >= 10 else f"{x:.2g}×"
+
+
+# --------------------------------------------------------------------------------------------
+# Assessing each option against the answers
+# --------------------------------------------------------------------------------------------
+
+
+def family(label: str) -> str | None:
+    """The pattern family of a cost option, by its label's prefix (None for one we do not know)."""
+    return next((f for f in FAMILIES if label.startswith(f)), None)
+
+
+def ineligible_reason(fam: str, trigger: str) -> str | None:
+    """Why a family cannot serve a trigger at all, or None when it can (then feasibility decides)."""
+    if trigger == "request" and fam == "streaming":
+        return "not for a request trigger: a caller waits for its answer, a stream writes scores to a sink"
+    if trigger == "request" and fam == "batch":
+        return "not for a request trigger: batch alone writes a file; serving it by lookup is the hybrid pattern"
+    return None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """One option checked against the answers: what its consumer would see, what it costs, why it loses."""
+
+    label: str
+    family: str
+    kind: str
+    runs: tuple[str, ...]
+    eligible: bool
+    feasible: bool
+    latency_s: float | None  #: as the consumer sees it (see the module's docstring)
+    latency_basis: str  #: what that latency is: "p99", "job wall", "next run + job", "lookup p99"
+    staleness_s: float | None  #: the oldest a prediction gets before it is replaced
+    cost_per_day: float
+    units: float
+    unit: str
+    batch_every_h: float | None = None
+    job_wall_s: float | None = None
+    misses: tuple[str, ...] = ()  #: what it misses by, one item per unmet answer
+    miss_factor: float = 0.0  #: worst of measured / acceptable (<= 1 when feasible)
+    reason: str = ""  #: why it is not the recommendation (filled when ranked)
+
+    def summary(self) -> str:
+        """Its figures in one line: latency, staleness, schedule, cost and what is billed."""
+        sched = f", every {fmt_duration(self.batch_every_h * 3600)}" if self.batch_every_h else ""
+        shown = self.job_wall_s is not None and self.latency_basis != "job wall"
+        job = f", job {fmt_duration(self.job_wall_s)}" if shown else ""
+        return (
+            f"{self.latency_basis} {fmt_duration(self.latency_s)}, staleness ≤ {fmt_duration(self.staleness_s)}"
+            f"{sched}{job}; {fmt_money(self.cost_per_day)}/day ({self.units:g} {self.unit})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (the CLI's --json)."""
+        return {**asdict(self), "runs": list(self.runs), "misses": list(self.misses)}
+
+
+def _runs_of(option: cost.Option) -> tuple[str, ...]:
+    # A measure built as a median carries its runs comma-joined: split so each is looked up.
+    return tuple(i for m in option.measures for i in str(m.run_id).split(",") if i)
+
+
+def _median_metric(by_id: Mapping[str, RunResult], ids: Sequence[str], get) -> float | None:
+    values = []
+    for i in ids:
+        r = by_id.get(i)
+        v = get(r.metrics) if r is not None else None
+        if v is not None and math.isfinite(v):
+            values.append(float(v))
+    return float(np.median(values)) if values else None
+
+
+def _p99(m: dict) -> float | None:
+    return (m.get("latency_s") or {}).get("p99")
+
+
+def _misses(a: Answers, latency: float | None, basis: str, staleness: float | None) -> tuple[list[str], float]:
+    if latency is None or staleness is None:
+        return [f"no measured {basis} latency in its runs"], math.inf
+    out = []
+    if latency > a.latency_s:
+        out.append(
+            f"{basis} {fmt_duration(latency)} > {fmt_duration(a.latency_s)} acceptable "
+            f"({fmt_ratio(latency / a.latency_s)} over)"
+        )
+    if staleness > a.freshness_s:
+        out.append(
+            f"staleness up to {fmt_duration(staleness)} > {fmt_duration(a.freshness_s)} tolerated "
+            f"({fmt_ratio(staleness / a.freshness_s)} over)"
+        )
+    return out, max(latency / a.latency_s, staleness / a.freshness_s)
+
+
+def _assess(
+    option: cost.Option,
+    fam: str,
+    a: Answers,
+    by_id: Mapping[str, RunResult],
+    prices: cost.Prices,
+    base: cost.Workload,
+) -> Assessment:
+    """Latency, staleness, cost and feasibility of one option for one set of answers."""
+    ids = _runs_of(option)
+    why_not = ineligible_reason(fam, a.trigger)
+    w = replace(base, predictions_per_day=a.predictions_per_day)
+    common = {"label": option.label, "family": fam, "kind": option.kind, "runs": ids}
+    if fam in ("real-time", "streaming"):
+        c = option.cost(w, prices)
+        lat = _median_metric(by_id, ids, _p99)
+        misses, factor = _misses(a, lat, "p99", lat)
+        return Assessment(
+            **common,
+            eligible=why_not is None,
+            feasible=why_not is None and not misses,
+            latency_s=lat,
+            latency_basis="p99",
+            staleness_s=lat,
+            cost_per_day=c["cost_per_day"],
+            units=c["units"],
+            unit=c["unit"],
+            misses=tuple(misses),
+            miss_factor=factor,
+        )
+    # batch and hybrid: the least frequent round schedule that meets the answers, or the most frequent
+    lookup = _median_metric(by_id, ids, _p99) if fam == "hybrid" else None
+    bound = a.freshness_s if a.trigger != "event" else min(a.freshness_s, a.latency_s)
+    intervals = [h for h in BATCH_INTERVALS_H if h * 3600 < bound] or [BATCH_INTERVALS_H[-1]]
+    found = None
+    for h in intervals:
+        c = option.cost(replace(w, batch_every_h=h), prices)
+        wall = c.get("job_wall_s")
+        staleness = None if wall is None else h * 3600 + wall
+        if a.trigger == "event":
+            lat, basis = staleness, "next run + job"
+        elif fam == "hybrid":
+            lat, basis = lookup, "lookup p99"
+        else:
+            lat, basis = wall, "job wall"
+        misses, factor = _misses(a, lat, basis, staleness)
+        found = Assessment(
+            **common,
+            eligible=why_not is None,
+            feasible=why_not is None and not misses,
+            latency_s=lat,
+            latency_basis=basis,
+            staleness_s=staleness,
+            cost_per_day=c["cost_per_day"],
+            units=c["units"],
+            unit=c["unit"],
+            batch_every_h=h,
+            job_wall_s=wall,
+            misses=tuple(misses),
+            miss_factor=factor,
+        )
+        if not misses or wall is None:
+            break
+    return found
+
+
+def assess(
+    answers: Answers, runs: Sequence[RunResult], prices: cost.Prices, workload_base: cost.Workload
+) -> tuple[list[Assessment], list[dict]]:
+    """Every costed option assessed for these answers (unranked), and the options that could not be costed."""
+    opts, missing = cost.options(runs)
+    by_id = {r.run_id: r for r in runs}
+    out = []
+    for o in opts:
+        fam = family(o.label)
+        if fam is None:
+            missing.append({"option": o.label, "reason": f"unknown pattern family (expected one of {FAMILIES})"})
+            continue
+        out.append(_assess(o, fam, answers, by_id, prices, workload_base))
+    return out, missing
+
+
+def _simplicity(x: Assessment) -> int:
+    return FAMILIES.index(x.family)
+
+
+def _ranked(answers: Answers, items: Sequence[Assessment]) -> tuple[Assessment | None, list[Assessment]]:
+    """The cheapest feasible option, then the others each with the reason it loses: dearer feasible ones
+    by cost, infeasible ones by how far they miss, then the ones the trigger rules out."""
+    feasible = sorted((x for x in items if x.feasible), key=lambda x: (x.cost_per_day, _simplicity(x), x.label))
+    best = feasible[0] if feasible else None
+    ranked = []
+    for x in feasible[1:]:
+        more = x.cost_per_day - best.cost_per_day
+        if more <= 1e-3 * best.cost_per_day:
+            why = f"costs the same ({fmt_money(x.cost_per_day)}/day); {best.label} is as simple or simpler to run"
+        else:
+            ratio = x.cost_per_day / best.cost_per_day if best.cost_per_day > 0 else math.inf
+            why = f"costs {fmt_money(more)}/day more ({fmt_ratio(ratio)})"
+        ranked.append(replace(x, reason=why))
+    infeasible = sorted((x for x in items if x.eligible and not x.feasible), key=lambda x: (x.miss_factor, x.label))
+    ranked += [replace(x, reason="; ".join(x.misses)) for x in infeasible]
+    ineligible = sorted((x for x in items if not x.eligible), key=lambda x: x.label)
+    ranked += [replace(x, reason=ineligible_reason(x.family, answers.trigger) or "") for x in ineligible]
+    return best, ranked
+
+
+# --------------------------------------------------------------------------------------------
+# The recommendation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flip:
+    """A daily volume where the recommendation changes, with the same answers otherwise."""
+
+    at_per_day: float
+    before: str | None  #: the pick just below (None: nothing feasible)
+    after: str | None
+    why: str
+
+    def text(self) -> str:
+        after = self.after or "nothing measured is feasible"
+        verb = " becomes the pick" if self.after else ""
+        return f"above {fmt_volume(self.at_per_day)} predictions/day, {after}{verb} ({self.why})"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The pick for one set of answers: the option, its measured figures, the runners-up and the flips."""
+
+    answers: Answers
+    prices: str  #: preset name and date
+    choice: Assessment | None
+    runners_up: tuple[Assessment, ...]
+    flips: tuple[Flip, ...] = ()
+    not_costed: tuple[dict, ...] = ()
+    swept: tuple[float, float] | None = None  #: the volume range the flips were searched over
+
+    @property
+    def closest(self) -> Assessment | None:
+        """When nothing is feasible: the eligible option that misses the answers by the least."""
+        if self.choice is not None:
+            return None
+        near = [x for x in self.runners_up if x.eligible and math.isfinite(x.miss_factor)]
+        return min(near, key=lambda x: x.miss_factor) if near else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values: the answers, the pick, the runners-up, the flips, what was not costed."""
+        return {
+            "answers": asdict(self.answers),
+            "prices": self.prices,
+            "recommended": self.choice.to_dict() if self.choice else None,
+            "closest": self.closest.to_dict() if self.closest else None,
+            "runners_up": [x.to_dict() for x in self.runners_up],
+            "flips": [asdict(f) for f in self.flips],
+            "flips_searched_per_day": list(self.swept) if self.swept else None,
+            "not_costed": list(self.not_costed),
+        }
+
+    def headline(self) -> str:
+        """The pick in a few words, or why there is none."""
+        if self.choice:
+            return self.choice.label
+        if self.closest:
+            return f"nothing feasible (closest: {self.closest.label})"
+        return "nothing measured can serve this"
+
+    def text(self) -> str:
+        """A short paragraph, the runners-up and the flips, for a terminal or a report."""
+        a = self.answers
+        title = f"{a.name}: " if a.name else ""
+        lines = [f"{title}{a.describe()}."]
+        if a.assumption:
+            lines.append(f"Assumed: {a.assumption}.")
+        if self.choice:
+            c = self.choice
+            lines.append(
+                f"Recommended: {c.label} — {c.summary()} at {self.prices} prices; measured in run(s) {', '.join(c.runs)}."
+            )
+        elif self.closest:
+            c = self.closest
+            lines.append(
+                f"Nothing measured meets these answers. Closest: {c.label} ({c.summary()}), "
+                f"which misses by: {'; '.join(c.misses)}."
+            )
+        else:
+            lines.append("Nothing measured can serve this trigger: no costed option of an eligible pattern.")
+        closest = self.closest
+        others = [f"  - {x.label}: {x.reason}" for x in self.runners_up if x is not closest]
+        others += [f"  - {n['option']}: not costed ({n['reason']})" for n in self.not_costed]
+        if others:
+            lines += ["Runners-up:" if self.choice else "The other options:", *others]
+        if self.swept:
+            lo, hi = (fmt_volume(v) for v in self.swept)
+            if self.flips:
+                lines.append(f"When the answer would flip (same answers, {lo}–{hi} predictions/day):")
+                lines += [f"  - {f.text()}" for f in self.flips]
+            else:
+                lines.append(f"The pick does not change between {lo} and {hi} predictions/day.")
+        return "\n".join(lines)
+
+
+def _check_inputs(answers: Any, prices: Any, workload_base: Any) -> None:
+    if not isinstance(answers, Answers):
+        raise BenchError(f"recommend() needs Answers, got {type(answers).__name__}")
+    if not isinstance(prices, cost.Prices):
+        raise BenchError(f"recommend() needs cost.Prices (see cost.load_prices), got {type(prices).__name__}")
+    if not isinstance(workload_base, cost.Workload):
+        raise BenchError(f"recommend() needs a cost.Workload for the base workload, got {type(workload_base).__name__}")
+
+
+def _pick(answers: Answers, runs, prices, base, volume: float) -> tuple[Assessment | None, list[Assessment]]:
+    items, _ = assess(replace(answers, predictions_per_day=volume), runs, prices, base)
+    return _ranked(answers, items)
+
+
+def _label(x: Assessment | None) -> str | None:
+    """The pick's label, comparable across volumes (None: nothing feasible)."""
+    return x.label if x else None
+
+
+def find_flips(
+    answers: Answers,
+    runs: Sequence[RunResult],
+    prices: cost.Prices,
+    workload_base: cost.Workload,
+    volumes: Sequence[float] = FLIP_VOLUMES,
+) -> list[Flip]:
+    """Daily volumes where the pick changes, with the same answers: a sweep, then bisection on log volume."""
+    _check_inputs(answers, prices, workload_base)
+    vols = sorted(float(v) for v in volumes)
+    picks = [_label(_pick(answers, runs, prices, workload_base, v)[0]) for v in vols]
+    out = []
+    for i in range(len(vols) - 1):
+        if picks[i] == picks[i + 1]:
+            continue
+        lo, hi = math.log(vols[i]), math.log(vols[i + 1])
+        for _ in range(30):  # ~1e-9 of a decade: the crossing as precisely as the cost model defines it
+            mid = (lo + hi) / 2
+            if _label(_pick(answers, runs, prices, workload_base, math.exp(mid))[0]) == picks[i]:
+                lo = mid
+            else:
+                hi = mid
+        at = math.exp(hi)
+        new, ranked = _pick(answers, runs, prices, workload_base, at)
+        old = next((x for x in ranked if x.label == picks[i]), None)
+        if old is not None and not old.feasible:
+            why = f"{old.label} no longer meets the answers: {old.reason}"
+        elif old is not None and new is not None:
+            why = f"cheaper than {old.label}: {fmt_money(new.cost_per_day)} vs {fmt_money(old.cost_per_day)}/day"
+        elif new is not None:
+            why = f"becomes feasible: {new.summary()}"
+        else:
+            why = "no option is feasible"
+        out.append(Flip(at, picks[i], _label(new), why))
+    return out
+
+
+def recommend(
+    answers: Answers,
+    runs: Sequence[RunResult],
+    prices: cost.Prices,
+    workload_base: cost.Workload,
+    *,
+    flip_volumes: Sequence[float] | None = FLIP_VOLUMES,
+) -> Recommendation:
+    """The cheapest measured option that meets the four answers, the runners-up with why each loses, and
+    the volumes where the pick would flip. ``workload_base`` supplies peak-to-mean and min replicas."""
+    _check_inputs(answers, prices, workload_base)
+    items, missing = assess(answers, runs, prices, workload_base)
+    best, ranked = _ranked(answers, items)
+    flips: list[Flip] = []
+    swept = None
+    if flip_volumes is not None and len(flip_volumes) > 1:
+        flips = find_flips(answers, runs, prices, workload_base, flip_volumes)
+        swept = (float(min(flip_volumes)), float(max(flip_volumes)))
+    label = f"{prices.name} ({prices.as_of})" if prices.as_of else prices.name
+    return Recommendation(answers, label, best, tuple(ranked), tuple(flips), tuple(missing), swept)
+
+
+def table(
+    use_cases: Sequence[Answers],
+    runs: Sequence[RunResult],
+    prices: cost.Prices,
+    base: cost.Workload,
+    *,
+    flip_volumes: Sequence[float] | None = FLIP_VOLUMES,
+) -> pl.DataFrame:
+    """One row per use case: its answers, the pick with its measured latency and cost, runners-up, flips."""
+    rows = []
+    for a in use_cases:
+        r = recommend(a, runs, prices, base, flip_volumes=flip_volumes)
+        shown = r.choice or r.closest
+        rows.append(
+            {
+                "use case": a.name,
+                "trigger": a.trigger,
+                "acceptable latency": fmt_duration(a.latency_s),
+                "freshness": fmt_duration(a.freshness_s),
+                "predictions/day": a.predictions_per_day,
+                "recommended": r.headline(),
+                "latency seen": f"{shown.latency_basis} {fmt_duration(shown.latency_s)}" if shown else "n/a",
+                "staleness": fmt_duration(shown.staleness_s) if shown else "n/a",
+                "cost/day ($)": r.choice.cost_per_day if r.choice else None,
+                "runs": ",".join(r.choice.runs) if r.choice else "",
+                "runners-up": "; ".join(f"{x.label}: {x.reason}" for x in r.runners_up),
+                "flips": "; ".join(f.text() for f in r.flips) or "none",
+                "assumption": a.assumption,
+            }
+        )
+    return pl.DataFrame(rows, schema_overrides={"cost/day ($)": pl.Float64})
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs from disk (the CLI and the notebook)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecommendNotebook:
+    """95_recommend's parameters: where the results are, the prices, the workload, and one custom question."""
+
+    results_dir: str = ""
+    price_preset: str = ""  #: "" = the price file's default
+    prices_file: str = ""  #: "" = bench/prices.yaml
+    peak_to_mean: float = 3.0
+    min_replicas: int = 2
+    latency: str | float = "100ms"
+    freshness: str | float = "24h"
+    trigger: str = "request"
+    volume: str | float = 1e6
+
+
+def notebook_params(namespace: Mapping[str, Any]) -> RecommendNotebook:
+    """The notebook's parameters from its globals: an unknown or ill-typed one fails naming it."""
+    from bench.app.notebook import _user_values
+    from bench.core.params import parse
+
+    return parse(RecommendNotebook, _user_values(namespace), owner="notebook 95_recommend")
+
+
+@dataclass
+class Inputs:
+    """What a recommendation is computed from: one machine's valid runs, the prices, the base workload."""
+
+    runs: list[RunResult]
+    machine: str | None
+    prices: cost.Prices
+    base: cost.Workload
+    results_dir: Path
+    left_out: dict[str, int] = field(default_factory=dict)  #: other machines' valid runs, not mixed in
+
+
+def inputs(
+    results_dir: str | Path | None = None,
+    price_preset: str = "",
+    prices_file: str | Path = "",
+    peak_to_mean: float = 3.0,
+    min_replicas: int = 2,
+    *,
+    require_runs: bool = False,
+) -> Inputs:
+    """Load the results (the report's loader: one machine's valid runs), the prices and the base workload."""
+    from bench.core import paths
+    from bench.views import report
+
+    prices = cost.load_prices(prices_file or None, price_preset or None)
+    # the volume is a placeholder: every recommendation replaces it with its answer's
+    base = cost.Workload(1.0, peak_to_mean=peak_to_mean, min_replicas=min_replicas)
+    directory = Path(results_dir or paths.results_dir())
+    sel = report.select(directory)
+    if require_runs and not sel.runs:
+        raise BenchError(
+            f"no valid results under {str(directory / 'runs')!r}: run `make report` first "
+            "(or `bench run <pattern>`), or point --results at a results directory"
+        )
+    return Inputs(sel.runs, sel.machine, prices, base, directory, sel.other_machines)
+
+
+def command(
+    *,
+    latency: str | None = None,
+    freshness: str | None = None,
+    trigger: str | None = None,
+    volume: str | None = None,
+    use_cases: bool = False,
+    results_dir: Path | None = None,
+    price_preset: str = "",
+    prices_file: str = "",
+    peak_to_mean: float = 3.0,
+    min_replicas: int = 2,
+    as_json: bool = False,
+) -> str:
+    """What ``bench recommend`` prints: answers checked first, then results loaded, then the pick(s)."""
+    if use_cases:
+        if any(v is not None for v in (latency, freshness, trigger, volume)):
+            raise BenchError("--use-cases runs the seven stored use cases; leave out --latency/--freshness/...")
+        cases = list(USE_CASES)
+    else:
+        given = {"--latency": latency, "--freshness": freshness, "--trigger": trigger, "--volume": volume}
+        absent = [k for k, v in given.items() if v is None]
+        if absent:
+            raise BenchError(f"recommend needs {', '.join(absent)} (all four answers), or --use-cases")
+        cases = [Answers(latency, freshness, trigger, volume)]
+    inp = inputs(results_dir, price_preset, prices_file, peak_to_mean, min_replicas, require_runs=True)
+    recs = [recommend(a, inp.runs, inp.prices, inp.base) for a in cases]
+    if as_json:
+        doc = {"machine": inp.machine, "results": str(inp.results_dir), "recommendations": [r.to_dict() for r in recs]}
+        return json.dumps(doc, indent=2, default=str)
+    head = f"Measured on {inp.machine} ({len(inp.runs)} valid runs in {inp.results_dir})"
+    if inp.left_out:
+        head += f"; left out {sum(inp.left_out.values())} runs of other machines"
+    return "\n\n".join([head + ".", *(r.text() for r in recs)])

@@ -1,0 +1,187 @@
+"""Execute the notebooks with papermill: one pattern run (``bench run``), the report, or the whole pipeline.
+
+Each executed notebook is kept: pattern runs in their run directory beside result.json, the data,
+model and report notebooks under ``results/notebooks/``. Parameters are validated before papermill
+starts, so a bad one fails in milliseconds with its name, not minutes later inside a kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import model, results
+from bench.app import profiles
+from bench.core import paths
+from bench.core.errors import BenchError
+from bench.core.params import from_string, parse
+from bench.patterns import registry
+from bench.patterns.hybrid import hybrid_label
+from bench.patterns.request import request_label
+
+#: The Jupyter kernel the pipeline runs notebooks in: this interpreter, registered under the venv.
+KERNEL_NAME = "bench"
+NOTEBOOK_TIMEOUT_S = 3 * 3600  #: bound on any one cell
+
+
+def isolate_jupyter_dirs() -> None:
+    """Keep Jupyter, IPython and matplotlib state inside the project, not in $HOME."""
+    state = paths.project_root() / ".jupyter"
+    for var, sub in (("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib")):
+        os.environ.setdefault(var, str(state / sub))
+        Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
+
+
+def ensure_kernel() -> str:
+    """Register this interpreter as the ``bench`` kernel inside sys.prefix if it is not there yet.
+
+    Papermill otherwise resolves the notebook's ``python3`` kernel through the user's Jupyter paths,
+    which on a fresh machine may be missing ("No such kernel") or point at another Python.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    specs = KernelSpecManager().find_kernel_specs()
+    spec_dir = specs.get(KERNEL_NAME)
+    if spec_dir is None or not Path(spec_dir).resolve().is_relative_to(Path(sys.prefix).resolve()):
+        from ipykernel.kernelspec import install
+
+        install(kernel_name=KERNEL_NAME, display_name="Python 3 (bench)", prefix=sys.prefix)
+    return KERNEL_NAME
+
+
+def execute(notebook: str, output: Path, parameters: dict[str, Any]) -> Path:
+    """Run ``notebooks/<notebook>`` with papermill into ``output`` (kept even when a cell fails)."""
+    import papermill
+
+    source = paths.notebooks_dir() / notebook
+    if not source.is_file():
+        raise BenchError(f"notebook {str(source)!r} does not exist")
+    isolate_jupyter_dirs()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(
+        str(source),
+        str(output),
+        parameters=parameters,
+        kernel_name=ensure_kernel(),
+        cwd=str(paths.project_root()),
+        progress_bar=False,
+        execution_timeout=NOTEBOOK_TIMEOUT_S,
+    )
+    return output
+
+
+def pattern_parameters(pattern: str, profile: str, overrides: dict[str, str] | None = None) -> dict[str, Any]:
+    """The profile's parameters for ``pattern`` with ``key=value`` overrides, validated (raises BenchError)."""
+    spec = registry.get(pattern)
+    values = profiles.get(profile).pattern_params(pattern)
+    for key, text in (overrides or {}).items():
+        values[key] = from_string(spec.params, key, text, owner=pattern)
+    parse(spec.params, values, owner=pattern)
+    return values
+
+
+def run_pattern(pattern: str, values: dict[str, Any], profile: str, results_dir: Path | None = None) -> Path:
+    """Execute the pattern's notebook once; returns the run directory (result.json + executed notebook)."""
+    spec = registry.get(pattern)
+    parse(spec.params, values, owner=pattern)
+    run_id = results.new_run_id(pattern)
+    run_dir = results.run_dir_for(run_id, results_dir)
+    results.ensure_writable(run_dir)
+    execute(spec.notebook, run_dir / spec.notebook, {**values, "profile": profile, "run_dir": str(run_dir)})
+    if not (run_dir / results.RESULT_FILE).exists():
+        raise BenchError(f"notebook {spec.notebook} finished without writing {run_dir / results.RESULT_FILE}")
+    return run_dir
+
+
+def export_html(notebook: Path, html: Path) -> Path:
+    """The executed notebook as a standalone HTML page without code cells, written atomically."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    from bench.data.workload import atomic_write_bytes
+
+    exporter = HTMLExporter()
+    exporter.exclude_input = True
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    atomic_write_bytes(html, lambda tmp: tmp.write_text(body, encoding="utf-8"))
+    return html
+
+
+def report(results_dir: Path | None = None, profile: str = "") -> Path:
+    """Execute 90_report and 95_recommend over every result under ``results_dir``; export their HTML."""
+    results_dir = results_dir or paths.results_dir()
+    results.ensure_writable(results_dir)
+    nb = execute(
+        "90_report.ipynb",
+        results_dir / "notebooks" / "90_report.ipynb",
+        {"results_dir": str(results_dir), "profile": profile},
+    )
+    rec = execute(
+        "95_recommend.ipynb", results_dir / "notebooks" / "95_recommend.ipynb", {"results_dir": str(results_dir)}
+    )
+    export_html(rec, results_dir / "recommend.html")
+    return export_html(nb, results_dir / "report.html")
+
+
+def setup_notebooks(profile: str, results_dir: Path | None = None) -> None:
+    """Execute 00_data and 01_model for ``profile`` (generate the data, train the model)."""
+    prof = profiles.get(profile)
+    out = (results_dir or paths.results_dir()) / "notebooks"
+    rows = max(prof.batch_rows)
+    execute("00_data.ipynb", out / "00_data.ipynb", {"rows": rows, "train_rows": prof.model["train_rows"]})
+    execute("01_model.ipynb", out / "01_model.ipynb", {"profile": profile, **prof.model})
+
+
+def _describe(pattern: str, values: dict[str, Any]) -> str:
+    """One sweep point in a progress line."""
+    if pattern == "request":
+        fault = ", server killed" if values.get("fault_kill_at_s") else ""
+        return f"{request_label(values)}{fault}"
+    if pattern == "microbatch":
+        return f"max_batch {values.get('max_batch', 1000)}, max_wait {values.get('max_wait_ms', 50.0)} ms"
+    if pattern == "hybrid":
+        fault = ", refresh killed" if values.get("fault_batch_kill_at_s") else ""
+        return f"{hybrid_label(values)}{fault}"
+    if pattern == "predictor":
+        return f"rows per call {values.get('call_sizes')}"
+    return f"{values.get('rows')} rows"
+
+
+def full(profile: str, results_dir: Path | None = None, log=print) -> Path:
+    """Everything ``make report`` does: data, model, every pattern's sweep, then the report."""
+    prof = profiles.get(profile)
+    results.ensure_writable(results_dir or paths.results_dir())
+    t0 = time.perf_counter()
+    log(f"[bench] profile {profile}: {prof.description}")
+    log("[bench] 00_data, 01_model: generating data and training the model")
+    setup_notebooks(profile, results_dir)
+    failed = []
+    for name in registry.names():
+        sweep = prof.sweep(name)
+        for i, values in enumerate(sweep, 1):
+            predictor = values.get("predictor", "lightgbm")
+            on = "" if predictor == "lightgbm" else f", {predictor}"
+            what = f"{name} {i}/{len(sweep)} ({_describe(name, values)}{on})"
+            unavailable = model.predictor_unavailable(predictor)
+            if unavailable:  # an optional backend missing here is said once per run, not a failure
+                log(f"[bench] {what}: SKIPPED: {unavailable}")
+                continue
+            try:
+                run_dir = run_pattern(name, values, profile, results_dir)
+            except Exception as exc:  # one failed run must not throw away an hour of the others
+                if type(exc).__name__ != "PapermillExecutionError" and not isinstance(exc, BenchError):
+                    raise
+                failed.append(f"{what}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r}")
+                log(f"[bench] {what}: FAILED, going on ({failed[-1]})")
+                continue
+            log(f"[bench] {what}: {run_dir}")
+    html = report(results_dir, profile)
+    log(f"[bench] done in {time.perf_counter() - t0:.0f} s")
+    if failed:  # the report is written (it lists runs without a result); the command still fails
+        raise BenchError(f"{len(failed)} run(s) failed; the report shows the others:\n" + "\n".join(failed))
+    return html

@@ -1,0 +1,236 @@
+"""Named run profiles: how big each step is. ``smoke`` for CI, ``default`` for a laptop, ``full`` to publish."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.core.errors import BenchError
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The sizes of one pipeline: the model every pattern shares, and each pattern's sweep."""
+
+    name: str
+    description: str
+    model: dict[str, Any]  #: PatternParams model fields: train_rows, trees, leaves, model_seed
+    batch_rows: tuple[int, ...]  #: the batch pattern runs once per size (and per repeat)
+    batch: dict[str, Any] = field(default_factory=dict)  #: other BatchParams for every batch run
+    repeats: int = 1  #: runs per sweep point, so the report can show spread
+    request: dict[str, Any] = field(default_factory=dict)  #: RequestParams of a single ``bench run request``
+    #: the per-request runs the pipeline makes: each a backend and its own RequestParams over ``request``
+    request_variants: tuple[dict[str, Any], ...] = ()
+    request_repeats: int = 1  #: runs per request variant (each one costs a capacity search)
+    request_extras: tuple[dict[str, Any], ...] = ()  #: runs that answer a claim (C8, C10): once each
+    microbatch: dict[str, Any] = field(default_factory=dict)  #: MicrobatchParams of every streaming run
+    microbatch_variants: tuple[dict[str, Any], ...] = ()  #: the batch configurations the pipeline sweeps
+    hybrid: dict[str, Any] = field(default_factory=dict)  #: HybridParams of every hybrid run
+    hybrid_variants: tuple[dict[str, Any], ...] = ()  #: store, hit ratio and fault configurations
+    predictor: dict[str, Any] = field(default_factory=dict)  #: PredictorParams of every predictor-alone run
+    predictor_variants: tuple[dict[str, Any], ...] = ()  #: the backends the predictor pattern measures
+    #: per pattern, the variants re-run with the compiled predictor (lleaves) beside the native sweep
+    compiled: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+
+    def pattern_params(self, pattern: str) -> dict[str, Any]:
+        """Parameters a single ``bench run <pattern>`` starts from (the sweep's smallest point)."""
+        if pattern == "batch":
+            return {**self.model, **self.batch, "rows": self.batch_rows[0]}
+        if pattern == "request":
+            return {**self.model, **self.request}
+        if pattern == "microbatch":
+            return {**self.model, **self.microbatch}
+        if pattern == "hybrid":
+            return {**self.model, **self.hybrid}
+        if pattern == "predictor":
+            return {**self.model, **self.predictor}
+        return dict(self.model)
+
+    def sweep(self, pattern: str) -> list[dict[str, Any]]:
+        """Every run of ``pattern`` this profile makes, repeats included: the native predictor's sweep,
+        the claim runs, then the configurations re-run with the compiled predictor."""
+        variants = {
+            "batch": ({},),
+            "request": self.request_variants,
+            "microbatch": self.microbatch_variants,
+            "hybrid": self.hybrid_variants,
+            "predictor": self.predictor_variants,
+        }
+        if pattern not in variants:
+            return []
+        points = self._points(pattern, variants[pattern])
+        if pattern == "request":
+            points += [{**self.model, **self.request, **extra} for extra in self.request_extras]
+        compiled = self._points(pattern, self.compiled.get(pattern, ()))
+        return points + [{**point, "predictor": COMPILED_PREDICTOR} for point in compiled]
+
+    def _points(self, pattern: str, variants: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+        """Each variant over the pattern's base parameters, with the pattern's sizes and repeats."""
+        if pattern == "batch":
+            return [
+                {**self.model, **self.batch, **v, "rows": rows}
+                for v in variants
+                for rows in self.batch_rows
+                for _ in range(self.repeats)
+            ]
+        repeats = self.request_repeats if pattern == "request" else 1
+        base = {"request": self.request, "microbatch": self.microbatch, "hybrid": self.hybrid}.get(pattern)
+        base = self.predictor if base is None else base
+        return [{**self.model, **base, **v} for v in variants for _ in range(repeats)]
+
+
+#: The compiled predictor backend the ``compiled`` configurations are re-run with.
+COMPILED_PREDICTOR = "lleaves"
+#: The configurations each profile re-runs with the compiled predictor, so every pattern is measured
+#: with both backends in the same session (Ray Serve is left out: Ray's own overhead, ~30 ms a
+#: request, dwarfs the predictor's ~0.1 ms, and its capacity search is the pipeline's slowest).
+COMPILED_CONFIGS: dict[str, tuple[dict[str, Any], ...]] = {
+    "batch": ({},),
+    "request": ({"backend": "inprocess"}, {"backend": "http"}, {"backend": "http", "server_app": "asgi"}),
+    "microbatch": ({"max_batch": 1_000, "max_wait_ms": 50.0},),
+    "hybrid": ({},),
+}
+
+
+#: Per-request runs that answer a claim rather than size a service (not costed as serving options):
+#: the model server killed mid-window and restarted by a supervisor (C8), and a 90-day activity
+#: aggregate computed per request with polars vs read pre-computed (C10).
+REQUEST_EXTRAS: tuple[dict[str, Any], ...] = (
+    {"backend": "http", "fault_kill_at_s": 4.0, "capacity": False, "floor": False},
+    {
+        "backend": "http",
+        "aggregate": "onthefly",
+        "floor": False,
+        "rate": 50.0,
+        "min_requests": 500,
+        "capacity_max_rate": 2_000.0,
+    },
+    {"backend": "http", "aggregate": "precomputed", "floor": False, "rate": 50.0, "min_requests": 500},
+)
+#: The predictor alone, one row per call up to a million (claim C4): both backends, on one core.
+PREDICTOR_SIZES = "1,10,100,1000,10000,100000,1000000"
+PREDICTOR_VARIANTS: tuple[dict[str, Any], ...] = ({"predictor": "lightgbm"}, {"predictor": "lleaves"})
+#: The hybrid runs: steady state with its capacity, and a refresh killed half-way (C8).
+HYBRID_VARIANTS: tuple[dict[str, Any], ...] = (
+    {},
+    {"fault_batch_kill_at_s": 11.0, "capacity": False, "duration_s": 30.0},
+)
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            name="smoke",
+            description="CI: tiny data and model, seconds per notebook",
+            model={"train_rows": 5_000, "trees": 20, "leaves": 15, "model_seed": 0},
+            batch_rows=(2_000, 10_000),
+            batch={"chunk_rows": 4_000, "num_threads": 2},
+            request={
+                "rows": 2_000,
+                "rate": 100.0,
+                "duration_s": 2.0,
+                "min_requests": 200,
+                "warmup_s": 0.5,
+                "capacity": False,
+            },
+            request_variants=({"backend": "inprocess"}, {"backend": "http"}, {"backend": "http", "server_app": "asgi"}),
+            request_extras=(
+                {"backend": "http", "fault_kill_at_s": 1.0, "duration_s": 3.0, "floor": False},
+                {"backend": "http", "aggregate": "onthefly", "floor": False},
+                {"backend": "http", "aggregate": "precomputed", "floor": False},
+            ),
+            microbatch={
+                "rows": 2_000,
+                "events": 4_000,
+                "rate": 500.0,
+                "duration_s": 2.0,
+                "min_events": 300,
+                "warmup_s": 0.3,
+                "max_batch": 200,
+                "capacity": False,
+                "saturation_events": 5_000,
+            },
+            microbatch_variants=({},),
+            hybrid={
+                "rows": 2_000,
+                "rate": 100.0,
+                "duration_s": 4.0,
+                "min_requests": 200,
+                "warmup_s": 0.5,
+                "capacity": False,
+                "refresh_interval_s": 1.5,
+            },
+            hybrid_variants=({"fault_batch_kill_at_s": 1.0},),  # the first refresh is the one killed
+            # the smoke model compiles with lleaves in well under a second: both backends even in CI
+            predictor={"rows": 10_000, "call_sizes": "1,10,100,1000,10000", "min_seconds": 0.2, "num_threads": 1},
+            predictor_variants=PREDICTOR_VARIANTS,
+            compiled={"batch": ({},), "request": ({"backend": "http"},), "microbatch": ({},), "hybrid": ({},)},
+        ),
+        Profile(
+            name="default",
+            description="a laptop: the article's model (200 trees, 63 leaves), batch up to 1M rows, 3 repeats",
+            model={"train_rows": 200_000, "trees": 200, "leaves": 63, "model_seed": 0},
+            batch_rows=(10_000, 100_000, 1_000_000),
+            batch={"chunk_rows": 250_000, "num_threads": 2},
+            repeats=3,
+            request={"rate": 200.0, "duration_s": 10.0, "capacity_window_s": 4.0},
+            request_variants=(
+                {"backend": "inprocess"},
+                {"backend": "http"},
+                {"backend": "http", "server_app": "asgi"},
+                # Ray Serve on 2 cores answers well under 100 req/s: start its search lower.
+                {"backend": "ray_serve", "rate": 25.0, "min_requests": 250},
+            ),
+            request_extras=REQUEST_EXTRAS,
+            microbatch={"rate": 2_000.0, "duration_s": 6.0, "capacity_window_s": 4.0, "saturation_events": 200_000},
+            microbatch_variants=({"max_batch": 1_000, "max_wait_ms": 50.0}, {"max_batch": 100, "max_wait_ms": 10.0}),
+            hybrid={"rows": 100_000, "rate": 200.0, "duration_s": 20.0, "refresh_interval_s": 5.0},
+            hybrid_variants=HYBRID_VARIANTS,
+            predictor={"rows": 1_000_000, "call_sizes": PREDICTOR_SIZES, "min_seconds": 1.0, "num_threads": 1},
+            predictor_variants=PREDICTOR_VARIANTS,
+            compiled=COMPILED_CONFIGS,
+        ),
+        Profile(
+            name="full",
+            description="the published report: 1M-row training set, batch up to 10M rows, 3 repeats",
+            model={"train_rows": 1_000_000, "trees": 200, "leaves": 63, "model_seed": 0},
+            batch_rows=(10_000, 100_000, 1_000_000, 10_000_000),
+            batch={"chunk_rows": 500_000, "num_threads": 2},
+            repeats=3,
+            request={"rate": 200.0, "duration_s": 30.0, "capacity_window_s": 8.0},
+            request_variants=(
+                {"backend": "inprocess"},
+                {"backend": "http"},
+                {"backend": "http", "server_app": "asgi"},
+                {"backend": "http", "server_app": "asgi", "server_workers": 2},
+                {"backend": "ray_serve", "rate": 25.0, "min_requests": 750},
+            ),
+            request_repeats=3,
+            request_extras=REQUEST_EXTRAS,
+            microbatch={
+                "rate": 2_000.0,
+                "duration_s": 20.0,
+                "capacity_window_s": 8.0,
+                "saturation_events": 500_000,
+                "events": 1_000_000,
+            },
+            microbatch_variants=(
+                {"max_batch": 10_000, "max_wait_ms": 200.0},
+                {"max_batch": 1_000, "max_wait_ms": 50.0},
+                {"max_batch": 100, "max_wait_ms": 10.0},
+            ),
+            hybrid={"rows": 100_000, "rate": 200.0, "duration_s": 30.0, "refresh_interval_s": 6.0},
+            hybrid_variants=(*HYBRID_VARIANTS, {"store": "dict"}, {"hit_ratio": 0.5}),
+            predictor={"rows": 1_000_000, "call_sizes": PREDICTOR_SIZES, "min_seconds": 2.0, "num_threads": 1},
+            predictor_variants=PREDICTOR_VARIANTS,
+            compiled=COMPILED_CONFIGS,
+        ),
+    )
+}
+
+
+def get(name: str) -> Profile:
+    """The profile called ``name``, or a clear error listing the known ones."""
+    if name not in PROFILES:
+        raise BenchError(f"unknown profile {name!r}; expected one of: {', '.join(PROFILES)}")
+    return PROFILES[name]

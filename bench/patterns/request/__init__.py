@@ -1,0 +1,551 @@
+"""Per-request scoring: one row per call, open-loop load, latency from the intended send time.
+
+Backends (registry, one ``run`` for all): ``inprocess`` calls the predictor directly, one row per call
+(the lower bound); ``http`` calls a FastAPI/uvicorn server in its own process over loopback, one JSON
+request per row. Each run measures a main window at the offered ``rate``, the no-op floor of the same
+stack (``http``), and, if asked, the capacity under the SLO: the highest rate whose window keeps p99
+latency within the SLO with no errors, found by doubling then bisection over fixed-length windows
+(MLPerf's FindPeakPerformance). Every answered score is checked against ``predict()`` on that row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+import polars as pl
+
+from bench.core.errors import BenchError
+from bench.core.params import require_choice, require_positive
+from bench.data import workload
+from bench.measure import capacity, load, metrics
+from bench.measure.httpclient import HttpPool
+from bench.model import Model, make_predictor
+from bench.patterns.base import Pattern, PatternParams, RunContext, new_result
+from bench.results import RunResult, ensure_writable
+from bench.systems.http_app import AGGREGATES, APPS
+from bench.systems.process import ServerProcess
+
+BACKENDS = ("inprocess", "http", "ray_serve")
+
+
+@dataclass(frozen=True)
+class RequestParams(PatternParams):
+    """Per-request parameters. ``rate`` is the offered load of the main window (requests/s)."""
+
+    rows: int = 10_000  #: distinct customers requests cycle through
+    backend: str = "http"
+    schedule: str = "poisson"
+    rate: float = 200.0  #: offered rate (mean rate for diurnal, middle step for step)
+    peak_to_mean: float = 1.5  #: diurnal: peak rate over mean rate (one sine period per window)
+    duration_s: float = 10.0  #: minimum measured duration of the main window
+    min_requests: int = 2_000  #: ... and minimum count (whichever takes longer, MLPerf's rule)
+    max_duration_s: float = 120.0  #: hard bound on the main window
+    warmup_s: float = 2.0  #: excluded from statistics (kept in the raw samples)
+    timeout_s: float = 2.0  #: per request; a timeout is an error, never a dropped sample
+    slo_ms: float = 50.0
+    #: generator send-lag p99 above this makes a window invalid. 2 ms: in 30 s windows on a 2-core
+    #: host ~1.5% of Poisson sends were 1–3 ms late (often two or three sends due in the same
+    #: millisecond), so a 1 ms bound rejected every HTTP window of the full profile. Latency counts
+    #: from the intended time, so the lag can only inflate it; the lag is reported beside it.
+    lag_bound_ms: float = 2.0
+    capacity: bool = True  #: search the capacity under the SLO
+    capacity_window_s: float = 4.0
+    capacity_max_rate: float = 5_000.0
+    capacity_tolerance: float = 0.1  #: stop bisecting when hi/lo < 1 + tolerance
+    knee_factor: float = 2.0  #: the knee: last rate before p99 exceeds this × its lowest-load value
+    floor: bool = True  #: measure the no-op endpoint of the same server (http)
+    host: str = "127.0.0.1"
+    server_workers: int = 1  #: http: uvicorn worker processes
+    server_app: str = "fastapi"  #: http: "fastapi", or "asgi" (a bare ASGI app: the framework's cost removed)
+    server_gc_freeze: bool = True  #: http: freeze the server's start-up heap out of the cyclic GC
+    replicas: int = 1  #: ray_serve: deployment replicas
+    ray_address: str = ""  #: ray_serve: a cluster to join ("" = start a local Ray for the run)
+    connections: int = 64
+    seed: int = 0
+    num_threads: int = 1
+    fault_kill_at_s: float = 0.0  #: http: SIGKILL the server this long into the main window (0 = no fault)
+    fault_restart: bool = True  #: ... and restart it at once, as a process supervisor would
+    #: http: also answer the customer's 90-day activity (claim C10): "" no, "onthefly" computed with
+    #: polars from the activity log at request time, "precomputed" read from a store built in batch
+    aggregate: str = ""
+    activity_per_customer: float = 50.0  #: events per customer in the activity log (aggregate runs)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        owner = "RequestParams"
+        require_choice(owner, "backend", self.backend, BACKENDS)
+        require_choice(owner, "schedule", self.schedule, load.SCHEDULES)
+        require_choice(owner, "server_app", self.server_app, APPS)
+        require_choice(owner, "aggregate", self.aggregate, AGGREGATES)
+        if self.aggregate and self.backend != "http":
+            raise BenchError(f"{owner} parameter 'aggregate' needs backend 'http', got {self.backend!r}")
+        require_positive(owner, activity_per_customer=self.activity_per_customer)
+        require_positive(
+            owner,
+            rate=self.rate,
+            duration_s=self.duration_s,
+            min_requests=self.min_requests,
+            max_duration_s=self.max_duration_s,
+            timeout_s=self.timeout_s,
+            slo_ms=self.slo_ms,
+            lag_bound_ms=self.lag_bound_ms,
+            capacity_window_s=self.capacity_window_s,
+            capacity_max_rate=self.capacity_max_rate,
+            capacity_tolerance=self.capacity_tolerance,
+            knee_factor=self.knee_factor,
+            server_workers=self.server_workers,
+            connections=self.connections,
+        )
+        if self.fault_kill_at_s < 0:
+            raise BenchError(f"{owner} parameter 'fault_kill_at_s' must be >= 0, got {self.fault_kill_at_s}")
+        if self.fault_kill_at_s and self.backend != "http":
+            raise BenchError(f"{owner} parameter 'fault_kill_at_s' needs backend 'http', got {self.backend!r}")
+        if self.warmup_s < 0:
+            raise BenchError(f"{owner} parameter 'warmup_s' must be >= 0, got {self.warmup_s}")
+        if not self.knee_factor > 1:
+            raise BenchError(f"{owner} parameter 'knee_factor' must be > 1, got {self.knee_factor}")
+
+
+def request_label(params: RequestParams | dict) -> str:
+    """The backend as reports name it: ``http`` is FastAPI, one worker, one thread; else ``http[asgi,2w,2t]``."""
+    get = params.get if isinstance(params, dict) else lambda k, d=None: getattr(params, k, d)
+    backend = get("backend", "http")
+    if backend != "http":
+        return backend
+    tags = [get("server_app", "fastapi")] if get("server_app", "fastapi") != "fastapi" else []
+    if get("aggregate", ""):
+        tags.append(f"agg={get('aggregate')}")
+    if get("server_workers", 1) != 1:
+        tags.append(f"{get('server_workers')}w")
+    if get("num_threads", 1) != 1:
+        tags.append(f"{get('num_threads')}t")
+    return f"http[{','.join(tags)}]" if tags else "http"
+
+
+def _schedule(params: RequestParams, rate: float, measured_s: float, seed: int) -> np.ndarray:
+    return load.schedule(params.schedule, rate, params.warmup_s + measured_s, seed, params.peak_to_mean)
+
+
+@dataclass
+class Window:
+    name: str
+    rate: float
+    obs: load.Observations
+    summary: dict
+    cpu: metrics.CpuUsage
+    mismatches: int = 0
+    answers: Answers | None = None
+
+
+class Answers:
+    """What ``/score`` answered besides the score, per request: where the score came from, how old its
+    inputs were when it arrived, and the aggregate feature if one was asked for."""
+
+    def __init__(self, n: int) -> None:
+        self.from_store = np.full(n, -1, dtype=np.int8)  #: 1 looked up, 0 scored live, -1 no answer
+        self.age_s = np.full(n, np.nan)  #: arrival time − the score's as_of (staleness)
+        self.as_of = np.full(n, np.nan)  #: epoch time the score's inputs were read
+        self.events_90d = np.full(n, -1, dtype=np.int64)
+        self.amount_90d = np.full(n, np.nan)
+
+    def record(self, i: int, doc: dict) -> None:
+        self.from_store[i] = doc.get("source") == "store"
+        self.as_of[i] = doc["as_of"]
+        self.age_s[i] = time.time() - doc["as_of"]
+        if "events_90d" in doc:
+            self.events_90d[i], self.amount_90d[i] = doc["events_90d"], doc["amount_90d"]
+
+
+@dataclass
+class Backend:
+    """What a backend must give the driver: a way to run one window against ``X``."""
+
+    params: RequestParams
+    X: np.ndarray
+    expected: np.ndarray
+    model: Model
+    run_dir: Path
+    roots: dict[str, int] = field(default_factory=dict)
+    fixed_costs_s: dict[str, float] = field(default_factory=dict)
+    cores: int = 1
+    meter: metrics.CpuMeter | None = None  #: the window's meter, so a restarted server is counted too
+    events: list[dict] = field(default_factory=list)  #: faults injected and what followed
+    ids: np.ndarray | None = None  #: customer ids of ``X``'s rows (sent to ``/score``)
+    path: str = "/predict"  #: the route scoring requests go to
+    server_env: dict[str, str] = field(default_factory=dict)  #: extra app settings (store, aggregate)
+    answers: Answers | None = None  #: the last window's extra answers (``/score`` only)
+    expected_aggregate: tuple[np.ndarray, np.ndarray] | None = None  #: per row of X: events, amount
+    aggregate_info: dict | None = None
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def window(self, schedule: np.ndarray, path: str = "/predict") -> load.Observations: ...
+
+    def prepare(self, data: workload.Dataset) -> None:
+        """Build what the server reads besides the model (called before ``start``)."""
+
+    @contextlib.contextmanager
+    def around(self, name: str) -> Iterator[None]:
+        """What runs beside the load during window ``name`` (faults, refresh jobs)."""
+        yield
+
+    def untracked_cpu(self) -> dict[str, float]:
+        """CPU-seconds of short-lived processes the window's meter could not sample, by label."""
+        return {}
+
+
+class _InProcess(Backend):
+    """The predictor called directly, one row per call, on the driver's thread (a one-thread server)."""
+
+    def start(self) -> None:
+        self.predictor = make_predictor(self.model, self.params.predictor, self.params.num_threads)
+        self.cores = self.params.num_threads
+
+    def window(self, schedule: np.ndarray, path: str = "/predict") -> load.Observations:
+        X, predictor, n = self.X, self.predictor, len(self.X)
+
+        def call(i: int) -> tuple[int, float]:
+            j = i % n
+            return 200, predictor.predict_row(X[j])
+
+        return load.drive_sync(schedule, call, deadline_s=float(schedule[-1]) + self.params.timeout_s)
+
+
+class HttpBackend(Backend):
+    """A uvicorn server in its own process; the generator sends pre-encoded JSON over kept-alive connections."""
+
+    def prepare(self, data: workload.Dataset) -> None:
+        """With an aggregate (C10): the activity log, and for ``precomputed`` its batch aggregation in a store."""
+        p = self.params
+        if not p.aggregate:
+            return
+        from bench.data import features, store
+
+        activity = features.ensure_activity(data, per_customer=p.activity_per_customer)
+        with metrics.stopwatch() as took:
+            table = features.aggregate_all(pl.read_parquet(activity.path), customers=self.ids)
+        agg = pl.DataFrame({"customer_id": self.ids}).join(table, on="customer_id", how="left")
+        events, amount = agg["events_90d"].to_numpy(), agg["amount_90d"].to_numpy()
+        self.expected_aggregate = (events, amount)
+        self.path = "/score"
+        self.server_env = {"BENCH_AGGREGATE": p.aggregate, "BENCH_AGGREGATE_PATH": str(activity.path)}
+        self.aggregate_info = {"kind": p.aggregate, "log_rows": activity.rows, "log_sha256": activity.sha256}
+        if p.aggregate == "precomputed":
+            path = self.run_dir / "aggregates.sqlite"
+            with metrics.stopwatch() as wrote:
+                store.publish(path, self.ids, {"events_90d": events, "amount_90d": amount}, {"as_of": time.time()})
+            self.server_env["BENCH_AGGREGATE_PATH"] = str(path)
+            self.fixed_costs_s["aggregate_batch"] = took[0] + wrote[0]
+
+    def start(self) -> None:
+        p = self.params
+        self.server = ServerProcess(
+            self.model.path,
+            self.run_dir / "server.log",
+            host=p.host,
+            workers=p.server_workers,
+            num_threads=p.num_threads,
+            predictor=p.predictor,
+            app=p.server_app,
+            gc_freeze=p.server_gc_freeze,
+            env=self.server_env,
+        ).start()
+        self.fixed_costs_s["server_start"] = self.server.start_seconds or 0.0
+        self.roots = {"server": self.server.pid}
+        self.cores = p.server_workers * p.num_threads
+        self._encode_bodies()
+
+    def _encode_bodies(self) -> None:
+        """Every request body encoded once, before any window: encoding is not part of a request's time."""
+        pool = HttpPool(self.params.host, self.server.port, self.params.connections)
+        rows = [[None if np.isnan(v) else float(v) for v in row] for row in self.X]
+        if self.path == "/score":
+            docs = [{"customer_id": int(c), "features": r} for c, r in zip(self.ids, rows, strict=True)]
+        else:
+            docs = [{"features": r} for r in rows]
+        self.bodies = [pool.encode("POST", self.path, orjson.dumps(d)) for d in docs]
+        self.noop = pool.encode("GET", "/noop")
+
+    def stop(self) -> None:
+        if getattr(self, "server", None) is not None:
+            self.server.stop()
+
+    @contextlib.contextmanager
+    def around(self, name: str) -> Iterator[None]:
+        """The main window's server fault, if one is asked for."""
+        p = self.params
+        fault = self.inject_fault(p.warmup_s + p.fault_kill_at_s) if name == "main" and p.fault_kill_at_s else None
+        try:
+            yield
+        finally:
+            if fault is not None:
+                fault.join(timeout=120.0)
+
+    def inject_fault(self, at_s: float) -> threading.Timer:
+        """Kill the server ``at_s`` seconds from now; restart it on the same port if asked."""
+
+        def fault() -> None:
+            if self.meter is not None:
+                self.meter.sample()  # the killed server's CPU up to now still counts
+            t_kill = time.perf_counter()
+            self.server.kill()
+            event = {"kind": "server_killed", "at_s": at_s, "restarted": False}
+            if self.params.fault_restart:
+                old = self.server
+                self.server = ServerProcess(
+                    old.model_path,
+                    old.log_path,
+                    host=old.host,
+                    port=old.port,
+                    workers=old.workers,
+                    num_threads=old.num_threads,
+                    predictor=old.predictor,
+                    app=old.app,
+                    gc_freeze=old.gc_freeze,
+                    env=old.env,
+                )
+                try:
+                    self.server.start()
+                    event |= {"restarted": True, "restart_s": time.perf_counter() - t_kill}
+                    if self.meter is not None:
+                        self.meter.add_root("server_restarted", self.server.pid)
+                except BenchError as exc:
+                    event["restart_error"] = str(exc)
+            self.events.append(event)
+
+        timer = threading.Timer(at_s, fault)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def window(self, schedule: np.ndarray, path: str = "/predict") -> load.Observations:
+        p = self.params
+        pool = HttpPool(p.host, self.server.port, p.connections)
+        bodies, n = self.bodies, len(self.bodies)
+        answers = self.answers = Answers(schedule.size) if path == "/score" else None
+
+        async def call(i: int, on_send) -> tuple[int, float]:
+            raw = bodies[i % n] if path != "/noop" else self.noop
+            status, body = await pool.request(raw, p.timeout_s, on_send)
+            if status != 200:
+                return status, float("nan")
+            doc = orjson.loads(body)
+            if answers is not None:
+                answers.record(i, doc)
+            return status, doc["score"]
+
+        async def setup() -> None:
+            await pool.warm(min(p.connections, 16))
+
+        async def teardown() -> None:
+            pool.close()
+
+        return load.drive_async(
+            schedule, call, deadline_s=float(schedule[-1]) + p.timeout_s + 1.0, setup=setup, teardown=teardown
+        )
+
+
+class _RayServe(HttpBackend):
+    """The same scorer as a Ray Serve deployment behind Serve's HTTP proxy; Ray's own processes are
+    measured as part of the pattern (they are what it costs to run it)."""
+
+    def start(self) -> None:
+        from bench.systems.ray_serve import RayServeServer
+
+        p = self.params
+        self.server = RayServeServer(
+            self.model.path,
+            host=p.host,
+            replicas=p.replicas,
+            num_threads=p.num_threads,
+            predictor=p.predictor,
+            address=p.ray_address,
+        )
+        try:
+            self.server.start()
+        finally:
+            self.fixed_costs_s.update(self.server.fixed_costs_s)
+        self.roots = self.server.ray_roots()
+        # A local Ray holds the whole machine (num_cpus = all cores): that is what is provisioned.
+        self.cores = os.cpu_count() or 1
+        self._encode_bodies()
+
+
+_BACKENDS: dict[str, type[Backend]] = {"inprocess": _InProcess, "http": HttpBackend, "ray_serve": _RayServe}
+
+
+def measure(backend: Backend, name: str, rate: float, measured_s: float, seed: int, path: str = "") -> Window:
+    """One open-loop window at ``rate`` against the backend, its CPU metered, its answers checked."""
+    p = backend.params
+    path = path or backend.path
+    schedule = _schedule(p, rate, measured_s, seed)
+    with metrics.CpuMeter(roots={"generator": os.getpid(), **backend.roots}, interval_s=None) as meter:
+        backend.meter = meter
+        with backend.around(name):
+            obs = backend.window(schedule, path)
+    for label, cpu_s in backend.untracked_cpu().items():
+        meter.result.charge(label, cpu_s)
+    summary = metrics.window_summary(
+        obs,
+        warmup_s=p.warmup_s,
+        slo_s=p.slo_ms / 1e3,
+        lag_bound_s=p.lag_bound_ms / 1e3,
+        in_process=p.backend == "inprocess",
+    )
+    busy = meter.result.contention()
+    if busy:  # other work on the machine inflates latency: say so, as batch runs do
+        summary["valid"] = False
+        summary["invalid_reasons"].append(busy)
+    mismatches = 0
+    if path != "/noop":
+        ok = (obs.status == 200) & ~np.isnan(obs.scores)
+        idx = np.arange(obs.intended.size)[ok] % len(backend.expected)
+        mismatches = int(np.sum(obs.scores[ok] != backend.expected[idx]))
+        if backend.expected_aggregate is not None and backend.answers is not None:
+            events, amount = backend.expected_aggregate
+            a = backend.answers
+            wrong = (a.events_90d[ok] != events[idx]) | ~np.isclose(a.amount_90d[ok], amount[idx], rtol=1e-9, atol=1e-6)
+            mismatches += int(wrong.sum())
+    return Window(name, rate, obs, summary, meter.result, mismatches, backend.answers if path == "/score" else None)
+
+
+def search_capacity(backend: Backend) -> dict:
+    """Doubling from the main rate, then bisection, over fixed windows; the last passing rate is the capacity."""
+    p = backend.params
+    windows: list[Window] = []
+
+    def passes(rate: float) -> bool | None:
+        w = measure(backend, f"capacity@{rate:.0f}", rate, p.capacity_window_s, p.seed + len(windows) + 1)
+        windows.append(w)
+        if not w.summary["slo_decidable"]:
+            return None  # the generator, not the server, set the limit: stop searching
+        return w.summary["sustainable"]
+
+    found = capacity.search(
+        passes, start=p.rate, max_rate=p.capacity_max_rate, tolerance=p.capacity_tolerance, max_windows=16
+    )
+    curve = [capacity.curve_point(w.summary) for w in windows]
+    out = capacity.describe(
+        found,
+        curve,
+        cores=backend.cores,
+        slo_ms=p.slo_ms,
+        window_s=p.capacity_window_s,
+        knee_factor=p.knee_factor,
+    )
+    return out | {"_windows": windows}
+
+
+def make_backend(
+    kind: type[Backend], data: workload.Dataset, model: Model, params: RequestParams, run_dir: Path
+) -> Backend:
+    """A backend over the first ``rows`` customers, with every row's expected score, prepared."""
+    ensure_writable(run_dir)
+    frame = pl.scan_parquet(data.path).head(params.rows).collect()
+    workload.validate(frame, source=str(data.path))
+    X = np.ascontiguousarray(workload.feature_matrix(frame))
+    expected = make_predictor(model, params.predictor, 1).predict(X)
+    backend = kind(params, X, expected, model, run_dir)
+    backend.ids = frame[workload.ID_COLUMN.name].to_numpy()
+    backend.prepare(data)
+    return backend
+
+
+def run_windows(backend: Backend, floor: bool) -> tuple[Window, Window | None, dict | None, list[Window]]:
+    """Start the backend, measure (the floor,) the main window and the capacity search, always stop it."""
+    params = backend.params
+    measured_s = min(max(params.duration_s, params.min_requests / params.rate), params.max_duration_s)
+    windows: list[Window] = []
+    cap = floor_window = None
+    try:
+        with metrics.stopwatch() as start_s:
+            backend.start()
+        backend.fixed_costs_s.setdefault("backend_start", start_s[0])
+        if floor:
+            floor_window = measure(backend, "floor", min(params.rate, 500.0), 2.0, params.seed + 100, path="/noop")
+            windows.append(floor_window)
+        main = measure(backend, "main", params.rate, measured_s, params.seed)
+        windows.append(main)
+        if params.capacity:
+            cap = search_capacity(backend)
+            windows.extend(cap.pop("_windows"))
+    finally:
+        backend.stop()
+    return main, floor_window, cap, windows
+
+
+def run(data: workload.Dataset, model: Model, params: RequestParams, context: RunContext) -> RunResult:
+    """Run the main window (and the floor and capacity search) against the chosen backend."""
+    backend = make_backend(_BACKENDS[params.backend], data, model, params, Path(context.run_dir))
+    main, floor, cap, windows = run_windows(backend, floor=params.floor and params.backend == "http")
+
+    s = main.summary
+    server_cpu = sum(v for k, v in main.cpu.by_label.items() if k != "generator")
+    generator_cpu = main.cpu.by_label.get("generator", 0.0)
+    cpu = main.cpu.cpu_s if params.backend == "inprocess" else server_cpu
+    result = new_result("request", f"{request_label(params)}/{params.predictor}", params, context, model, data)
+    predictions = s["completed"]
+    m = {
+        "predictions": predictions,
+        "wall_seconds": s["window_s"],
+        "throughput_per_s": s["throughput_per_s"],
+        "cpu_seconds": cpu,
+        "provisioned_core_seconds": backend.cores * s["window_s"],
+        "latency_s": s["latency_s"],
+        "service_s": s["service_s"],
+        "generator_lag_s": s["generator_lag_s"],
+        "offered_rate_per_s": s["offered_rate_per_s"],
+        "issued_rate_per_s": s["issued_rate_per_s"],
+        "errors": s["errors"],
+        "sustainable": s["sustainable"],
+        "cpu_seconds_per_prediction": cpu / predictions if predictions else None,
+        "generator_cpu_seconds": generator_cpu if params.backend == "http" else None,
+        "cpu": main.cpu.to_dict(),
+        "floor_latency_s": floor.summary["latency_s"] if floor else None,
+        "floor_service_s": floor.summary["service_s"] if floor else None,
+        "capacity": cap,
+        "score_mismatches": sum(w.mismatches for w in windows),
+        "unavailability": metrics.unavailability(main.obs, params.warmup_s),
+        "fault_events": backend.events,
+        "fixed_costs_s": dict(backend.fixed_costs_s),
+        "aggregate": backend.aggregate_info,
+    }
+    result.metrics = m
+    for reason in s["invalid_reasons"]:
+        result.invalidate(f"main window: {reason}")
+    if busy := capacity.contended(cap):
+        result.invalidate(busy)
+    if m["score_mismatches"]:
+        result.invalidate(
+            f"{m['score_mismatches']} answer(s) differ from predict() (or the batch aggregate) on the same row"
+        )
+    if not s["sustainable"]:
+        m["not_sustainable_because"] = _why_not(s, params)
+    result.samples = pl.concat(
+        [w.obs.frame(window=w.name, offered_rate=float(w.rate), warmup_s=float(params.warmup_s)) for w in windows],
+        how="vertical_relaxed",
+    )
+    return result
+
+
+def _why_not(s: dict, params: RequestParams) -> str:
+    lat = s["latency_s"]
+    parts = []
+    if s["error_count"]:
+        parts.append(f"{s['error_count']} failed request(s): {s['errors']}")
+    if lat and lat["p99"] > params.slo_ms / 1e3:
+        parts.append(f"p99 {1e3 * lat['p99']:.1f} ms > SLO {params.slo_ms} ms")
+    if s["completed"] < 0.99 * s["offered_requests"]:
+        parts.append(f"answered {s['completed']} of {s['offered_requests']} offered")
+    return "; ".join(parts) or "generator invalid"
+
+
+PATTERN = Pattern(name="request", params=RequestParams, run=run, notebook="30_request.ipynb")

@@ -1,1 +1,0 @@
-"""Model servers the per-request and hybrid patterns call over HTTP."""

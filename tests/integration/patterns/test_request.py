@@ -1,0 +1,484 @@
+"""Per-request pattern: schedules, window statistics, the HTTP server's behaviour, scores equal predict()."""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+import numpy as np
+import pytest
+
+from bench.core.errors import BenchError
+from bench.data import workload
+from bench.measure import load, metrics
+from bench.model import make_predictor
+from bench.patterns.base import RunContext
+from bench.patterns.request import RequestParams, run
+from bench.systems.http_app import APPS
+from bench.systems.process import ServerProcess
+
+# ---------------------------------------------------------------------------------- schedules
+
+
+def test_constant_schedule_is_evenly_spaced():
+    s = load.constant(100, 2)
+    assert s.size == 200 and np.allclose(np.diff(s), 0.01)
+
+
+def test_poisson_schedule_is_seeded_and_has_the_rate():
+    a, b = load.poisson(500, 20, seed=1), load.poisson(500, 20, seed=1)
+    assert np.array_equal(a, b) and not np.array_equal(a, load.poisson(500, 20, seed=2))
+    assert abs(a.size / 20 - 500) < 500 * 0.05
+    assert np.all(np.diff(a) >= 0) and a.max() < 20
+
+
+def test_step_and_diurnal_schedules():
+    s = load.step([10, 100], 1.0)
+    assert (s < 1).sum() == 10 and (s >= 1).sum() == 100
+    d = load.diurnal(200, 1.5, period_s=10, duration_s=10, seed=0)
+    first, second = (d < 5).sum(), (d >= 5).sum()  # sine above the mean, then below
+    assert first > 1.3 * second
+    with pytest.raises(BenchError, match="peak_to_mean"):
+        load.diurnal(10, 3.0, 10, 10)
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan")])
+def test_schedules_refuse_bad_rates(bad):
+    with pytest.raises(BenchError, match="rate"):
+        load.constant(bad, 1)
+
+
+# ---------------------------------------------------------------------------------- window statistics
+
+
+def _obs(n=1000, rate=100.0, latency=0.002, lag=0.0001, status=200):
+    intended = np.arange(n) / rate
+    issued = intended + lag
+    done = issued + latency
+    return load.Observations(intended, issued, issued.copy(), done, np.full(n, status, np.int32), np.zeros(n), n / rate)
+
+
+def test_window_summary_healthy():
+    s = metrics.window_summary(_obs(), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert s["valid"] and s["sustainable"]
+    assert s["latency_s"]["count"] == 900  # warm-up excluded
+    assert s["latency_s"]["p50"] == pytest.approx(0.0021)
+
+
+def test_window_summary_flags_a_lagging_generator_as_invalid():
+    s = metrics.window_summary(_obs(lag=0.005), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert not s["valid"] and not s["sustainable"]
+    assert "fell behind its schedule" in s["invalid_reasons"][0]
+
+
+def test_a_queue_that_grows_within_the_slo_is_not_sustainable():
+    o = _obs(n=1000, rate=100.0)
+    o.done = o.issued + np.linspace(0.001, 0.040, 1000)  # latency climbs towards, never past, the SLO
+    s = metrics.window_summary(o, warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert s["latency_s"]["p99"] < 0.05 and s["falling_behind"] and not s["sustainable"]
+    steady = metrics.window_summary(_obs(), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert not steady["falling_behind"] and steady["latency_trend_s"]["count_per_third"] == 300
+
+
+def test_window_summary_rejected_requests_make_it_invalid():
+    s = metrics.window_summary(_obs(status=422), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert not s["valid"] and "rejected with 4xx" in s["invalid_reasons"][0]
+
+
+def test_window_summary_slo_and_errors_make_it_unsustainable_but_valid():
+    slow = metrics.window_summary(_obs(latency=0.2), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert slow["valid"] and not slow["sustainable"]
+    failed = metrics.window_summary(_obs(status=500), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert failed["errors"]["http_5xx"] == 900 and failed["latency_s"] is None and not failed["sustainable"]
+
+
+def test_a_server_that_falls_behind_shows_queueing_in_latency_and_throughput():
+    o = _obs(n=1000, rate=100.0)
+    o.done = o.intended + 0.001 + np.arange(1000) * 0.002  # serves at 1 per 12 ms against 1 per 10 ms offered
+    s = metrics.window_summary(o, warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert s["throughput_per_s"] < 0.9 * s["offered_rate_per_s"]
+    assert s["latency_s"]["p99"] > 1.0 and not s["sustainable"]
+
+
+def _small(**overrides) -> RequestParams:
+    """A short run on the session's small model (5k training rows, 10 trees, 7 leaves)."""
+    return RequestParams(**{"rows": 500, "capacity": False, "train_rows": 5_000, "trees": 10, "leaves": 7, **overrides})
+
+
+# ---------------------------------------------------------------------------------- the HTTP server
+
+
+@pytest.fixture(scope="module", params=APPS)
+def server(tmp_path_factory, request):
+    small_model = request.getfixturevalue("small_model")
+    log = tmp_path_factory.mktemp("srv") / "server.log"
+    srv = ServerProcess(small_model.path, log, app=request.param).start(timeout_s=60)
+    yield srv, small_model
+    srv.stop()
+
+
+def _post(port, body: bytes):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    out = resp.status, json.loads(resp.read())
+    conn.close()
+    return out
+
+
+def test_server_scores_equal_predict_and_bad_bodies_get_4xx(server, small_dataset):
+    srv, model = server
+    import polars as pl
+
+    X = workload.feature_matrix(pl.read_parquet(small_dataset.path).head(20))
+    expected = make_predictor(model).predict(X)
+    for row, want in zip(X, expected, strict=True):
+        status, body = _post(srv.port, json.dumps({"features": [None if np.isnan(v) else v for v in row]}).encode())
+        assert status == 200 and body["score"] == want
+    assert _post(srv.port, b"{not json")[0] == 400
+    status, body = _post(srv.port, json.dumps({"features": [1.0, 2.0]}).encode())
+    assert status == 422 and "expected 32 features" in body["error"]
+    assert _post(srv.port, json.dumps({"features": ["a"] * 32}).encode())[0] == 422
+    assert _post(srv.port, json.dumps([1.0] * 32).encode())[0] == 422  # a list, not an object
+    assert srv.healthy()  # still serving
+
+
+def test_server_noop_and_unknown_routes(server):
+    srv, _ = server
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.request("GET", "/noop")
+    resp = conn.getresponse()
+    assert resp.status == 200 and json.loads(resp.read()) == {"score": 0.0}
+    assert resp.getheader("content-length")  # the load generator's client needs it
+    conn.request("GET", "/nowhere")
+    resp = conn.getresponse()
+    assert resp.status == 404
+    resp.read()
+    conn.close()
+
+
+def test_client_refuses_a_response_without_content_length():
+    import asyncio
+
+    from bench.measure.httpclient import HttpError, HttpPool
+
+    async def handler(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async def main():
+        srv = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        pool = HttpPool("127.0.0.1", port, 1)
+        try:
+            with pytest.raises(HttpError, match="without Content-Length"):
+                await pool.request(pool.encode("GET", "/"), 5.0)
+        finally:
+            pool.close()
+            srv.close()
+
+    asyncio.run(main())
+
+
+def test_quiet_gc_pauses_collection_only_inside_the_window():
+    import gc
+
+    assert gc.isenabled()
+    with load.quiet_gc():
+        assert not gc.isenabled() and gc.get_freeze_count() > 0
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_server_that_cannot_start_reports_its_log(tmp_path):
+    bad = tmp_path / "model.txt"
+    bad.write_text("not a model")
+    with pytest.raises(BenchError, match="log tail"):
+        ServerProcess(bad, tmp_path / "server.log").start(timeout_s=30)
+
+
+@pytest.mark.parametrize(("backend", "app"), [("inprocess", "fastapi"), ("http", "fastapi"), ("http", "asgi")])
+def test_run_answers_every_request_with_predict_scores(backend, app, small_dataset, small_model, tmp_path):
+    params = _small(
+        backend=backend,
+        server_app=app,
+        rate=100.0,
+        duration_s=1.5,
+        min_requests=100,
+        warmup_s=0.3,
+    )
+    result = run(small_dataset, small_model, params, RunContext("t", tmp_path))
+    m = result.metrics
+    assert m["errors"]["timeout"] == m["errors"]["connection"] == 0
+    assert m["score_mismatches"] == 0 and m["predictions"] == m["latency_s"]["count"] > 100
+    assert m["cpu_seconds"] > 0 and m["offered_rate_per_s"] == pytest.approx(100, rel=0.3)
+    if backend == "http":
+        assert m["floor_latency_s"]["count"] > 0 and "server_start" in m["fixed_costs_s"]
+
+
+@pytest.mark.parametrize("aggregate", ["onthefly", "precomputed"])
+def test_the_aggregate_feature_is_answered_and_checked_against_the_batch_aggregation(
+    aggregate, small_dataset, small_model, tmp_path
+):
+    """C10: the server answers each customer's 90-day activity, computed per request or read pre-computed;
+    every answer is compared with polars' group-by over the whole log (a wrong one invalidates the run)."""
+    params = _small(aggregate=aggregate, rate=100.0, duration_s=1.5, min_requests=100, warmup_s=0.3, floor=False)
+    result = run(small_dataset, small_model, params, RunContext("t", tmp_path))
+    m = result.metrics
+    assert m["score_mismatches"] == 0 and m["predictions"] > 100 and m["errors"]["http_4xx"] == 0
+    assert m["aggregate"]["kind"] == aggregate and m["aggregate"]["log_rows"] > 0
+    assert result.backend.startswith(f"http[agg={aggregate}]")
+    assert ("aggregate_batch" in m["fixed_costs_s"]) == (aggregate == "precomputed")
+    with pytest.raises(BenchError, match="'aggregate' needs backend 'http'"):
+        RequestParams(backend="inprocess", aggregate=aggregate)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("backend", "grpc", "'backend' must be one of"),
+        ("rate", 0.0, "'rate' must be > 0"),
+        ("schedule", "bursty", "'schedule' must be one of"),
+        ("warmup_s", -1.0, "'warmup_s' must be >= 0"),
+        ("server_app", "flask", "'server_app' must be one of"),
+        ("knee_factor", 1.0, "'knee_factor' must be > 1"),
+        ("aggregate", "sql", "'aggregate' must be one of"),
+        ("activity_per_customer", 0.0, "'activity_per_customer' must be > 0"),
+    ],
+)
+def test_bad_request_params(field, value, message):
+    with pytest.raises(BenchError, match=message):
+        RequestParams(**{field: value})
+
+
+def test_server_killed_mid_run_is_counted_and_the_run_ends_on_time(small_dataset, small_model, tmp_path):
+    import time
+
+    params = _small(
+        backend="http",
+        rate=100.0,
+        duration_s=4.0,
+        min_requests=100,
+        warmup_s=0.5,
+        floor=False,
+        fault_kill_at_s=1.0,
+        timeout_s=1.0,
+    )
+    t0 = time.monotonic()
+    result = run(small_dataset, small_model, params, RunContext("fault", tmp_path))
+    elapsed = time.monotonic() - t0
+    m = result.metrics
+    assert m["errors"]["connection"] + m["errors"]["timeout"] > 0
+    assert not m["sustainable"]
+    out = m["unavailability"]
+    assert out["failed_requests"] > 0 and out["unavailable_s"] > 0
+    assert out["first_failure_s"] == pytest.approx(1.0, abs=0.5)
+    assert m["fault_events"][0]["kind"] == "server_killed" and m["fault_events"][0]["restarted"]
+    assert out["recovered"]
+    assert elapsed < 60
+
+
+def test_overload_ends_on_time_and_shows_queueing(small_dataset, small_model, tmp_path):
+    import time
+
+    # far above what one thread can score one row at a time
+    params = _small(
+        backend="inprocess",
+        schedule="constant",
+        rate=2_000_000.0,
+        duration_s=1.0,
+        min_requests=100,
+        warmup_s=0.0,
+        timeout_s=0.5,
+    )
+    t0 = time.monotonic()
+    result = run(small_dataset, small_model, params, RunContext("overload", tmp_path))
+    elapsed = time.monotonic() - t0
+    m = result.metrics
+    assert not m["sustainable"]
+    assert m["throughput_per_s"] < 0.5 * m["offered_rate_per_s"]
+    assert m["errors"]["not_sent"] > 0  # the deadline cut the backlog off; counted, not dropped
+    assert m["latency_s"]["p99"] > 0.1  # queueing is in the latency
+    assert elapsed < 30
+
+
+def test_small_generator_lag_invalidates_the_window_but_not_the_slo_verdict():
+    s = metrics.window_summary(_obs(lag=0.002), warmup_s=1.0, slo_s=0.05, lag_bound_s=0.001)
+    assert not s["valid"] and s["slo_decidable"] and s["sustainable"]
+
+
+@pytest.mark.parametrize("schedule", ["constant", "poisson", "step", "diurnal"])
+def test_every_schedule_drives_a_run(schedule, small_dataset, small_model, tmp_path):
+    params = _small(
+        rows=200,
+        backend="inprocess",
+        schedule=schedule,
+        rate=100.0,
+        duration_s=1.0,
+        min_requests=50,
+        warmup_s=0.0,
+    )
+    m = run(small_dataset, small_model, params, RunContext(schedule, tmp_path)).metrics
+    assert m["latency_s"]["count"] == m["predictions"] > 50 and m["score_mismatches"] == 0
+
+
+def test_request_labels_name_the_server_configuration():
+    from bench.patterns.request import request_label
+
+    assert request_label(RequestParams(backend="http")) == "http"
+    assert request_label({"backend": "http", "server_app": "asgi", "server_workers": 2}) == "http[asgi,2w]"
+    assert request_label({"backend": "http", "num_threads": 2}) == "http[2t]"
+    assert request_label({"backend": "ray_serve", "server_app": "asgi"}) == "ray_serve"
+
+
+def test_schedule_builder_covers_every_kind_and_names_a_bad_one():
+    for kind in load.SCHEDULES:
+        s = load.schedule(kind, 100.0, 3.0, seed=1)
+        assert s.size > 100 and np.all(np.diff(s) >= 0) and s.max() < 3.0
+    with pytest.raises(BenchError, match="unknown schedule 'bursty'"):
+        load.schedule("bursty", 100.0, 3.0, seed=1)
+
+
+# ---------------------------------------------------------------------------------- the request's row and the client
+
+
+def _old_row(features):
+    """The row builder the server had before: a NaN-substituting comprehension into a 1-row matrix."""
+    import math
+
+    return np.array([[math.nan if v is None else v for v in features]], dtype=np.float64)
+
+
+def test_row_builder_equals_the_old_one_with_nulls_and_refuses_what_is_not_a_number(small_dataset):
+    import orjson
+    import polars as pl
+
+    from bench.systems.http_app import N_FEATURES, _row
+
+    X = workload.feature_matrix(pl.read_parquet(small_dataset.path).head(200))
+    assert np.isnan(X).any()  # the rows carry missing values
+    for row in X:
+        features = orjson.loads(orjson.dumps([None if np.isnan(v) else float(v) for v in row]))
+        status, built = _row({"features": features})
+        assert status == 200 and built.dtype == np.float64 and built.shape == (N_FEATURES,)
+        assert np.array_equal(built, _old_row(features)[0], equal_nan=True)
+    ints = [1] * N_FEATURES  # JSON integers are numbers too
+    assert np.array_equal(_row({"features": ints})[1], np.ones(N_FEATURES))
+    good = [0.5] * N_FEATURES
+    for bad in ("1.5", True, [1.0], {"v": 1}):
+        status, body = _row({"features": [*good[:-1], bad]})
+        assert status == 422 and b"numbers or null" in body, bad
+    assert _row({"features": good[:-1]})[0] == 422
+    assert _row({"features": "x" * N_FEATURES})[0] == 422
+    assert _row({})[0] == 422
+
+
+def test_scorer_uses_a_predictors_single_row_entry_when_it_has_one(small_model, monkeypatch):
+    from bench.serve import http_app
+
+    plain = http_app.Scorer(str(small_model.path), gc_freeze=False)
+    row = [0.5] * http_app.N_FEATURES
+    status, body = plain.predict(json.dumps({"features": row}).encode())
+    want = float(make_predictor(small_model).predict(np.array([row]))[0])
+    assert status == 200 and json.loads(body)["score"] == want
+
+    class WithRow:
+        def __init__(self, inner):
+            self.inner, self.rows = inner, 0
+
+        def predict(self, X):
+            raise AssertionError("predict() called for one row although predict_row exists")
+
+        def predict_row(self, r):
+            self.rows += 1
+            return float(self.inner.predict(r.reshape(1, -1))[0])
+
+    made = []
+    real = http_app.model_mod.make_predictor
+    monkeypatch.setattr(
+        http_app.model_mod, "make_predictor", lambda *a, **k: made.append(WithRow(real(*a, **k))) or made[-1]
+    )
+    scorer = http_app.Scorer(str(small_model.path), gc_freeze=False)
+    status, body = scorer.predict(json.dumps({"features": row}).encode())
+    assert status == 200 and json.loads(body)["score"] == want and made[0].rows == 1
+
+
+def test_fastapi_telemetry_is_off_where_fastapi_has_it():
+    import inspect
+
+    from fastapi import FastAPI
+
+    from bench.systems.http_app import _no_telemetry
+
+    options = _no_telemetry(FastAPI)
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        assert options == {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+        FastAPI(**options)  # accepted
+    else:
+        assert options == {}
+
+
+def test_http_pool_times_out_waits_for_a_free_connection_and_keeps_answers_apart():
+    """Two connections, requests faster than answers: some wait for a connection, slow ones time out
+    (their connection is closed and replaced), every answer goes to the request that asked for it."""
+    import asyncio
+    import threading
+
+    from bench.measure.httpclient import HttpPool
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(
+                    next(
+                        v
+                        for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
+                        if k.lower() == b"content-length"
+                    )
+                )
+                body = await reader.readexactly(length)
+                await asyncio.sleep(float(body))
+                out = b'{"score": %s}' % body
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(out) + out)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+
+    ready, box = threading.Event(), {}
+
+    def serve():
+        loop = asyncio.new_event_loop()
+        box["server"] = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", 0))
+        box["loop"] = loop
+        ready.set()
+        loop.run_forever()
+
+    threading.Thread(target=serve, daemon=True).start()
+    assert ready.wait(10)
+    port = box["server"].sockets[0].getsockname()[1]
+    pool = HttpPool("127.0.0.1", port, max_connections=2)
+    delays = [b"0", b"0.05", b"0.5", b"0", b"0", b"0.01"]  # 0.5 s > the 0.2 s timeout
+    raws = [pool.encode("POST", "/x", d) for d in delays]
+
+    async def call(i, on_send):
+        status, body = await pool.request(raws[i % len(raws)], 0.2, on_send)
+        return status, json.loads(body)["score"]
+
+    try:
+        obs = load.drive_async(np.arange(60) / 100.0, call, deadline_s=3.0, setup=lambda: pool.warm(2))
+    finally:
+
+        async def shutdown():
+            box["server"].close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), box["loop"]).result(10)
+        box["loop"].call_soon_threadsafe(box["loop"].stop)
+    slow = np.arange(60) % len(raws) == 2
+    assert (obs.status[slow] == load.TIMEOUT).all() and (obs.status[~slow] == 200).all()
+    assert np.array_equal(obs.scores[~slow], [float(delays[i % len(raws)]) for i in np.arange(60)[~slow]])
+    assert (obs.sent[~slow] >= obs.issued[~slow]).all() and pool.open <= 2 and not pool._waiting

@@ -1,0 +1,132 @@
+"""Verdicts are computed from results: every figure moves when a result moves."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from test_cost import PRICES, _batch, _service
+
+from bench.analysis import cost, verdicts
+from bench.results import RunResult
+
+
+def _inprocess(run_id: str, cpu_s: float = 1.0) -> RunResult:
+    m = {"predictions": 2_000, "cpu_seconds": cpu_s, "wall_seconds": 10.0, "provisioned_core_seconds": 10.0}
+    return RunResult(run_id, "request", "inprocess/lightgbm", "test", {}, m, {})
+
+
+def _stream(run_id: str, capacity: float = 40_000.0) -> RunResult:
+    r = _service(run_id, capacity=capacity, backend="ray/b1000-w50ms", pattern="microbatch", cores=2)
+    r.metrics["latency_s"] = {"p99": 0.06}
+    return r
+
+
+def _runs(batch_rows_per_s: float = 100_000.0, rt_capacity: float = 2_000.0):
+    rt = _service("rt", capacity=rt_capacity)
+    rt.metrics["latency_s"] = {"p99": 0.004}
+    return [_batch("b", rows_per_s=batch_rows_per_s, fixed=0.02), rt, _inprocess("ip"), _stream("st")]
+
+
+def test_every_claim_has_a_row_and_unmeasured_ones_say_what_they_need():
+    t = verdicts.table(_runs(), PRICES, cost.Workload(1e5))
+    assert t["claim"].to_list() == [f"C{i}" for i in range(1, 11)]
+    v = dict(zip(t["claim"], t["verdict"], strict=True))
+    assert v["C7"].startswith("pending") and v["C4"] == "holds" and v["C5"] == "holds"
+    assert all(t.filter(~t["verdict"].str.starts_with("pending"))["runs"].str.len_chars() > 0)
+
+
+def test_changing_a_result_changes_the_table():
+    w = cost.Workload(1e5)
+    before = verdicts.table(_runs(), PRICES, w)
+    after = verdicts.table(_runs(rt_capacity=0.5), PRICES, w)
+    assert before.row(1, named=True)["measured"] != after.row(1, named=True)["measured"]  # C2: replicas
+    cheap = verdicts.table(_runs(), replace(PRICES, minimum_s=0.0), w)
+    assert cheap.filter(cheap["claim"] == "C6")["measured"][0] != before.filter(before["claim"] == "C6")["measured"][0]
+
+
+def test_missing_patterns_leave_verdicts_pending_not_guessed():
+    t = verdicts.table([_batch("b")], PRICES, cost.Workload(1e5))
+    assert all(v.startswith("pending") for v in t.filter(t["claim"] != "C4")["verdict"])
+    invalid = _runs()
+    for r in invalid:
+        r.valid = False
+    assert all(v.startswith("pending") for v in verdicts.table(invalid, PRICES, cost.Workload(1e5))["verdict"])
+
+
+def _live(run_id: str, p99: float = 0.003, **params) -> RunResult:
+    r = _service(run_id)
+    r.params = {"backend": "http", "server_app": "fastapi", **params}
+    r.metrics |= {"latency_s": {"p50": p99 / 2, "p99": p99, "count": 2_000}, "cpu_seconds_per_prediction": 0.001}
+    return r
+
+
+def _hybrid(run_id: str = "hy", lookup_p99: float = 0.002, errors: int = 0) -> RunResult:
+    m = {
+        "predictions": 2_000,
+        "cpu_seconds": 1.0,
+        "wall_seconds": 10.0,
+        "provisioned_core_seconds": 10.0,
+        "capacity": {"rate_per_s": 3_000.0, "slo_ms": 50.0},
+        "latency_s": {"p99": lookup_p99},
+        "lookup_latency_s": {"p99": lookup_p99},
+        "fallback_latency_s": {"p99": 0.004},
+        "hit_ratio": 0.95,
+        "job": {"rows_per_s": 200_000.0, "fixed_s": 1.5, "cores": 1, "cpu_s": 2.0, "rows": 95_000},
+        "batch_fault": {
+            "errors": errors,
+            "killed_before_publish": True,
+            "rerun_ok": True,
+            "staleness_max_before_s": 9.0,
+            "staleness_max_after_s": 14.0,
+        },
+    }
+    return RunResult(run_id, "hybrid", "lookup[sqlite,95%]/lightgbm", "test", {"server_app": "fastapi"}, m, {})
+
+
+def _claims_runs(lookup_p99=0.002, batch_errors=0, fly_cpu=0.005):
+    down = _live("down")
+    down.metrics |= {
+        "capacity": None,
+        "fault_events": [{"restarted": True, "restart_s": 1.4}],
+        "unavailability": {"failed_requests": 37, "unavailable_s": 1.5},
+    }
+    down.params["fault_kill_at_s"] = 4.0
+    fly, pre = _live("fly", 0.004, aggregate="onthefly"), _live("pre", 0.002, aggregate="precomputed")
+    fly.metrics["cpu_seconds_per_prediction"] = fly_cpu
+    fly.metrics["aggregate"] = {"log_rows": 500_000}
+    return [*_runs(), _live("live"), _hybrid(lookup_p99=lookup_p99, errors=batch_errors), down, fly, pre]
+
+
+def _verdicts(runs) -> dict[str, tuple[str, str]]:
+    t = verdicts.table(runs, PRICES, cost.Workload(1e5))
+    return {c: (m, v) for c, m, v in zip(t["claim"], t["measured"], t["verdict"], strict=True)}
+
+
+def test_hybrid_fault_and_feature_claims_follow_their_runs():
+    v = _verdicts(_claims_runs())
+    assert v["C7"][1].startswith("holds only when scores up to 24.") and "lookup p99 2.00 ms" in v["C7"][0]
+    assert v["C8"][1] == "holds" and "37 failed requests" in v["C8"][0]
+    assert v["C10"][1] == "holds" and "500,000-event log" in v["C10"][0]
+    assert not v["C9"][1].startswith("pending") and "of 7 use cases" in v["C9"][0]
+    slow = _verdicts(_claims_runs(lookup_p99=0.02, batch_errors=5, fly_cpu=0.0012))
+    assert slow["C7"][1].startswith("does not hold") and slow["C8"][1] == "holds only for real time"
+    assert slow["C10"][1] == "does not hold at this log size"
+
+
+def test_verdicts_per_predictor_never_mix_backends_and_say_what_changed():
+    from test_cost import _compiled
+
+    w = cost.Workload(1e5)
+    native = _runs()
+    compiled = [_compiled(r) for r in _runs(batch_rows_per_s=400_000.0, rt_capacity=8_000.0)]
+    for r, suffix in zip(compiled, "1234", strict=True):
+        r.run_id += f"-c{suffix}"
+    t = verdicts.table(native + compiled, PRICES, w)
+    assert not any("-c" in ids for ids in t["runs"])  # the default table is the native backend's
+    alone = verdicts.table(compiled, PRICES, w, predictor="lleaves")
+    assert all(("-c" in ids) for ids in alone.filter(alone["runs"] != "")["runs"])
+    both = verdicts.by_predictor(native + compiled, PRICES, w)
+    assert both.columns[:3] == ["claim", "verdict (lightgbm)", "verdict (lleaves)"]
+    row = dict(zip(both["claim"], both["changed with lleaves"], strict=True))
+    assert row["C4"] in ("yes", "no") and row["C7"] == "not measured"  # no hybrid run with either backend
+    assert verdicts.by_predictor(native, PRICES, w).columns == ["claim", "verdict (lightgbm)"]
