@@ -36,6 +36,7 @@ publish: setup
 
 test: setup
 	$(BIN)/ruff check bench tests
+	$(BIN)/lint-imports
 	$(BIN)/python -m bench.tools.strip --check notebooks
 	$(BIN)/pytest
 
