@@ -11,6 +11,8 @@
 * ``small_dataset`` / ``small_model`` (session): a 5k-row dataset and a 10-tree model for tests that
   need real files but not a good model. Treat them as read-only; tests that corrupt or rewrite files
   use their own ``tmp_path``.
+
+Helpers that are not fixtures (result builders, the busy-machine rule) are in ``tests/helpers.py``.
 """
 
 from __future__ import annotations
@@ -68,12 +70,3 @@ def small_dataset(data_dir: Path) -> workload.Dataset:
 def small_model(data_dir: Path) -> model.Model:
     """A 10-tree, 7-leaf model trained on 5,000 rows (data seed 1), trained once per session. Read-only."""
     return model.ensure_model(SMALL_MODEL_PARAMS, directory=data_dir)
-
-
-def assert_valid_or_busy(result) -> None:
-    """A run must be valid, unless the harness itself saw the machine busy with other work (a parallel
-    job): then its timing verdicts are void by design, and the test checks only what does not depend
-    on timing. Any other reason fails the test."""
-    if any("machine busy" in reason for reason in result.invalid_reasons):
-        return
-    assert result.valid, result.invalid_reasons

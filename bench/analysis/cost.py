@@ -34,6 +34,7 @@ import yaml
 
 from bench.core.errors import BenchError
 from bench.core.params import require_positive
+from bench.patterns import registry
 from bench.results import RunResult
 
 PRICES_FILE = Path(__file__).with_name("prices.yaml")
@@ -164,6 +165,11 @@ class HybridMeasure:
 PER_RELEASE_COSTS = ("predictor_compile",)
 
 
+def cost_kind(r: RunResult) -> str:
+    """How a day of the run's pattern is billed (its registry entry's ``cost_kind``)."""
+    return registry.get(r.pattern).cost_kind
+
+
 def predictor_of(r: RunResult) -> str:
     """The predictor backend a run scored with (runs from before the parameter existed: lightgbm)."""
     return r.params.get("predictor") or "lightgbm"
@@ -181,7 +187,7 @@ def batch_measures(runs: Sequence[RunResult], engine: str = "local", predictor: 
     pool = [
         r
         for r in runs
-        if r.pattern == "batch" and r.valid and r.backend.startswith(engine) and predictor_of(r) == predictor
+        if cost_kind(r) == "job" and r.valid and r.backend.startswith(engine) and predictor_of(r) == predictor
     ]
     if not pool:
         return []
@@ -198,7 +204,7 @@ def batch_measures(runs: Sequence[RunResult], engine: str = "local", predictor: 
                 cpu_s_per_prediction=m["cpu_seconds"] / m["predictions"],
                 cores=m["provisioned_core_seconds"] / m["wall_seconds"],
                 fixed_s=_fixed(m)[0],
-                memory_gib=(m.get("peak_rss_bytes") or 0) / 2**30,
+                memory_gib=m.memory.gib,  # the job process tree's peak RSS
                 build_s=_fixed(m)[1],
             )
         )
@@ -215,14 +221,15 @@ def service_measures(runs: Sequence[RunResult], pattern: str, backend: str) -> l
         cap = m.get("capacity") or {}
         if not cap.get("rate_per_s") or not m.get("wall_seconds") or not m.get("predictions"):
             continue
-        ray = m.get("ray") or {}
         out.append(
             ServiceMeasure(
                 run_id=r.run_id,
                 capacity_per_s=cap["rate_per_s"],
                 cores=m["provisioned_core_seconds"] / m["wall_seconds"],
                 cpu_s_per_prediction=m["cpu_seconds"] / m["predictions"],
-                memory_gib=(ray.get("rss_bytes_with_actors") or 0) / 2**30,
+                # one replica's peak RSS: the Ray cluster with its actors (streaming), the server (per
+                # request, hybrid: it was priced at $0 before the typed memory block)
+                memory_gib=m.memory.gib,
                 slo_ms=cap["slo_ms"],
                 build_s=_fixed(m)[1],
             )
@@ -234,10 +241,10 @@ def hybrid_measures(runs: Sequence[RunResult], backend: str) -> list[HybridMeasu
     """Valid hybrid runs of one configuration with a lookup capacity and a successful batch job."""
     out = []
     for r in runs:
-        if r.pattern != "hybrid" or r.backend != backend or not r.valid:
+        if cost_kind(r) != "job+always-on" or r.backend != backend or not r.valid:
             continue
         job = r.metrics.get("job") or {}
-        service = service_measures([r], "hybrid", backend)
+        service = service_measures([r], r.pattern, backend)
         if not service or not job:
             continue
         out.append(
@@ -341,7 +348,7 @@ class Option:
     """One costed way of serving: a label, its measured runs, and how a day of it is priced."""
 
     label: str
-    kind: str  #: "batch", "always-on" or "hybrid"
+    kind: str  #: how it is billed: a pattern's cost_kind, "job", "always-on" or "job+always-on"
     measures: tuple
 
     def cost(self, w: Workload, p: Prices, measure=None) -> dict:
@@ -349,37 +356,39 @@ class Option:
         return _COSTS[self.kind](m, w, p)
 
 
-_COSTS = {"batch": batch_cost, "always-on": service_cost, "hybrid": hybrid_cost}
+_COSTS = {"job": batch_cost, "always-on": service_cost, "job+always-on": hybrid_cost}
 
 
 def options(runs: Sequence[RunResult]) -> tuple[list[Option], list[dict]]:
     """Every pattern configuration the results can cost, and the ones they cannot (with the reason)."""
     found, missing = [], []
-    predictors = sorted({predictor_of(r) for r in runs if r.pattern == "batch"} | {"lightgbm"})
+    predictors = sorted({predictor_of(r) for r in runs if cost_kind(r) == "job"} | {"lightgbm"})
     for engine in ("local", "ray"):
         for predictor in predictors:
             ms = batch_measures(runs, engine, predictor)
             label = f"batch ({engine})" if predictor == "lightgbm" else f"batch ({engine}, {predictor})"
             if ms:
-                found.append(Option(label, "batch", tuple(ms)))
+                found.append(Option(label, "job", tuple(ms)))
             elif engine == "local" and predictor == "lightgbm":
                 missing.append({"option": "batch", "reason": "no valid batch run"})
-    for pattern in ("request", "microbatch", "hybrid"):
-        for backend in sorted({r.backend for r in runs if r.pattern == pattern and serving(r)}):
-            if pattern == "request" and backend.startswith("inprocess"):
+    # always-on patterns, then job + always-on ones; within a kind by family (real-time, streaming)
+    served = [p for p in registry.PATTERNS.values() if p.cost_kind in ("always-on", "job+always-on")]
+    for spec in sorted(served, key=lambda p: (p.cost_kind != "always-on", p.family)):
+        for backend in sorted({r.backend for r in runs if r.pattern == spec.name and serving(r)}):
+            if backend.startswith("inprocess"):
                 continue  # a library call inside the caller's process: not a service one can buy
-            family = {"request": "real-time", "microbatch": "streaming", "hybrid": "hybrid"}[pattern]
-            label = f"{family} {backend}"
-            if pattern == "hybrid":
-                ms, kind = hybrid_measures(runs, backend), "hybrid"
+            label = f"{spec.family} {backend}"
+            if spec.cost_kind == "job+always-on":
+                ms = hybrid_measures(runs, backend)
             else:
-                ms, kind = service_measures(runs, pattern, backend), "always-on"
+                ms = service_measures(runs, spec.name, backend)
             if ms:
-                found.append(Option(label, kind, tuple(ms)))
+                found.append(Option(label, spec.cost_kind, tuple(ms)))
             else:
                 missing.append({"option": label, "reason": "no valid run with a capacity at its SLO"})
-    if not any(r.pattern == "hybrid" for r in runs):
-        missing.append({"option": "hybrid", "reason": "no hybrid run"})
+    for spec in served:
+        if spec.cost_kind == "job+always-on" and not any(r.pattern == spec.name for r in runs):
+            missing.append({"option": spec.family, "reason": f"no {spec.name} run"})
     return found, missing
 
 

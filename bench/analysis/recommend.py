@@ -34,188 +34,34 @@ Which families a trigger may use (the rest are listed with the reason):
 
 Every figure comes from the runs and the price table; an option missing a measurement says so and is
 never given a number.
+
+The answers are parsed in ``bench.analysis.answers``, laid out for a person in ``bench.views.recommend``,
+and asked from the command line by ``bench.app.recommend``.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from bench.analysis import cost
+from bench.analysis.answers import Answers, fmt_duration, fmt_money, fmt_ratio, fmt_volume
+from bench.core import paths
 from bench.core.errors import BenchError
+from bench.core.params import parse, user_values
 from bench.results import RunResult
+from bench.results.selection import select
 
-TRIGGERS = ("schedule", "event", "request")
 FAMILIES = ("batch", "hybrid", "streaming", "real-time")  #: simplest to run first: breaks cost ties
 #: Batch and hybrid schedules tried, least frequent (cheapest) first; a minute is cron's granularity.
 BATCH_INTERVALS_H = (24.0, 12.0, 8.0, 6.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.25, 1 / 6, 1 / 12, 1 / 30, 1 / 60)
 #: Daily volumes swept to find where the recommendation flips.
 FLIP_VOLUMES = tuple(float(v) for v in np.logspace(3, 9, 49))
-
-_UNITS = {
-    "ms": 1e-3,
-    "s": 1.0,
-    "sec": 1.0,
-    "m": 60.0,
-    "min": 60.0,
-    "h": 3600.0,
-    "hr": 3600.0,
-    "d": 86_400.0,
-    "day": 86_400.0,
-    "w": 604_800.0,
-}
-_MULTIPLIERS = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}
-_NUMBER = r"([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)"
-_DURATION_RE = re.compile(rf"^{_NUMBER}\s*([a-z]*)$")
-_VOLUME_RE = re.compile(rf"^{_NUMBER}\s*([kmbg]?)$")
-_DURATION_HINT = "a number of seconds or e.g. '50ms', '2s', '5min', '24h', '1d'"
-
-
-# --------------------------------------------------------------------------------------------
-# Input: durations, volumes, the four answers
-# --------------------------------------------------------------------------------------------
-
-
-def _finite_positive(name: str, value: float, expected: str) -> float:
-    if not (math.isfinite(value) and value > 0):
-        raise BenchError(f"answer {name!r} must be {expected}, got {value!r}")
-    return float(value)
-
-
-def parse_duration(value: str | float, name: str = "duration") -> float:
-    """Seconds from a number (seconds) or a string such as "50ms", "2s", "5min", "24h", "1d"; > 0, finite."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise BenchError(f"answer {name!r} must be {_DURATION_HINT}, got {type(value).__name__} {value!r}")
-    if isinstance(value, str):
-        match = _DURATION_RE.match(value.strip().lower().replace("_", ""))
-        if not match or match.group(2) not in {"", *_UNITS}:
-            raise BenchError(f"answer {name!r} must be {_DURATION_HINT}, got {value!r}")
-        number, unit = match.groups()
-        value = float(number) * _UNITS.get(unit, 1.0)
-    return _finite_positive(name, float(value), f"a duration > 0 ({_DURATION_HINT})")
-
-
-def parse_volume(value: str | float, name: str = "predictions_per_day") -> float:
-    """Predictions per day from a number or a string such as "1e6", "250k", "3.2M", "1B"; > 0, finite."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise BenchError(f"answer {name!r} must be a number > 0 (e.g. 1e6 or '250k'), got {value!r}")
-    if isinstance(value, str):
-        match = _VOLUME_RE.match(value.strip().lower().replace("_", "").replace(",", ""))
-        if not match:
-            raise BenchError(f"answer {name!r} must be a number > 0 (e.g. 1e6, '250k', '3.2M'), got {value!r}")
-        value = float(match.group(1)) * _MULTIPLIERS[match.group(2)]
-    return _finite_positive(name, float(value), "a number of predictions per day > 0")
-
-
-@dataclass(frozen=True)
-class Answers:
-    """The article's four questions answered for one use case (durations in seconds, or strings like "50ms")."""
-
-    latency_s: float  #: acceptable time from the trigger to the prediction being available
-    freshness_s: float  #: how old a prediction may be when it is used (a daily churn score: 24 h or more)
-    trigger: str  #: "schedule", "event" or "request"
-    predictions_per_day: float
-    name: str = ""
-    assumption: str = ""  #: one line: what we assumed to get these answers
-
-    def __post_init__(self) -> None:
-        # Durations and volume may arrive as friendly strings: normalised here, so every check runs
-        # before any work and the stored fields are plain floats.
-        object.__setattr__(self, "latency_s", parse_duration(self.latency_s, "latency_s"))
-        object.__setattr__(self, "freshness_s", parse_duration(self.freshness_s, "freshness_s"))
-        object.__setattr__(self, "predictions_per_day", parse_volume(self.predictions_per_day))
-        if not isinstance(self.trigger, str) or self.trigger not in TRIGGERS:
-            raise BenchError(f"answer 'trigger' must be one of {', '.join(TRIGGERS)}; got {self.trigger!r}")
-        for name in ("name", "assumption"):
-            if not isinstance(getattr(self, name), str):
-                raise BenchError(f"answer {name!r} must be a string, got {getattr(self, name)!r}")
-
-    def describe(self) -> str:
-        """The answers in one line, e.g. "request-triggered, answer within 50 ms, at most 1 s old, 1M/day"."""
-        return (
-            f"{self.trigger}-triggered, available within {fmt_duration(self.latency_s)}, "
-            f"at most {fmt_duration(self.freshness_s)} old when used, "
-            f"{fmt_volume(self.predictions_per_day)} predictions/day"
-        )
-
-
-#: The article's seven use cases. Latencies, freshness and volumes are our assumptions, stated in
-#: each line; the cost of each prediction is our churn model's, standing in for every use case's model.
-USE_CASES: tuple[Answers, ...] = (
-    Answers(
-        "6h", "7d", "schedule", "100k", "churn",
-        "100k customers scored each night for a weekly retention review; the job has until morning (6 h)",
-    ),
-    Answers(
-        "50ms", "1s", "request", "1M", "fraud",
-        "1M card payments a day, each scored inside its authorisation call: 50 ms for the model, no stale score",
-    ),
-    Answers(
-        "4h", "2d", "schedule", "1M", "demand forecasting",
-        "1M item-store forecasts refreshed nightly for the next day's orders; the job has 4 h",
-    ),
-    Answers(
-        "100ms", "1d", "request", "5M", "recommendations",
-        "5M home-page views a day each ask for ranked items within 100 ms; yesterday's ranking is acceptable",
-    ),
-    Answers(
-        "2min", "5min", "event", "14.4M", "IoT anomalies",
-        "10k sensors reporting once a minute (14.4M readings/day); an anomaly must surface within 2 min",
-    ),
-    Answers(
-        "5min", "1h", "event", "20k", "lead scoring",
-        "20k web leads a day, each scored on submission and routed to a sales rep within 5 min",
-    ),
-    Answers(
-        "200ms", "1s", "request", "10M", "content moderation",
-        "10M posts a day, each screened in the publish call before anyone sees it: 200 ms budget",
-    ),
-)  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------------
-# Formatting: every figure printed the same way
-# --------------------------------------------------------------------------------------------
-
-
-def fmt_duration(seconds: float | None) -> str:
-    """A duration in the unit a reader expects: "4.2 ms", "3.1 s", "5 min", "24 h", "7 d"."""
-    if seconds is None or not math.isfinite(seconds):
-        return "n/a"
-    for limit, unit, scale in ((1, "ms", 1e-3), (60, "s", 1), (3600, "min", 60), (2 * 86_400, "h", 3600)):
-        if seconds < limit:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 86_400:.3g} d"
-
-
-def fmt_volume(v: float) -> str:
-    """A count with a suffix: "100k", "3.2M", "1B"."""
-    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if v >= scale:
-            return f"{v / scale:.3g}{suffix}"
-    return f"{v:.3g}"
-
-
-def fmt_money(x: float | None) -> str:
-    """Dollars: cents above $1, three significant digits below (a daily batch job can cost $0.00138)."""
-    if x is None:
-        return "n/a"
-    return f"${x:,.2f}" if x >= 1 else f"${x:.3g}"
-
-
-def fmt_ratio(x: float) -> str:
-    """How many times larger: "2.9×", "1,440×"; a near tie as a percentage ("+0.12%")."""
-    if x < 1.1:
-        return f"+{(x - 1) * 100:.2g}%"
-    return f"{x:,.0f}×" if x >= 10 else f"{x:.2g}×"
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,40 +324,6 @@ class Recommendation:
             return f"nothing feasible (closest: {self.closest.label})"
         return "nothing measured can serve this"
 
-    def text(self) -> str:
-        """A short paragraph, the runners-up and the flips, for a terminal or a report."""
-        a = self.answers
-        title = f"{a.name}: " if a.name else ""
-        lines = [f"{title}{a.describe()}."]
-        if a.assumption:
-            lines.append(f"Assumed: {a.assumption}.")
-        if self.choice:
-            c = self.choice
-            lines.append(
-                f"Recommended: {c.label} — {c.summary()} at {self.prices} prices; measured in run(s) {', '.join(c.runs)}."
-            )
-        elif self.closest:
-            c = self.closest
-            lines.append(
-                f"Nothing measured meets these answers. Closest: {c.label} ({c.summary()}), "
-                f"which misses by: {'; '.join(c.misses)}."
-            )
-        else:
-            lines.append("Nothing measured can serve this trigger: no costed option of an eligible pattern.")
-        closest = self.closest
-        others = [f"  - {x.label}: {x.reason}" for x in self.runners_up if x is not closest]
-        others += [f"  - {n['option']}: not costed ({n['reason']})" for n in self.not_costed]
-        if others:
-            lines += ["Runners-up:" if self.choice else "The other options:", *others]
-        if self.swept:
-            lo, hi = (fmt_volume(v) for v in self.swept)
-            if self.flips:
-                lines.append(f"When the answer would flip (same answers, {lo}–{hi} predictions/day):")
-                lines += [f"  - {f.text()}" for f in self.flips]
-            else:
-                lines.append(f"The pick does not change between {lo} and {hi} predictions/day.")
-        return "\n".join(lines)
-
 
 def _check_inputs(answers: Any, prices: Any, workload_base: Any) -> None:
     if not isinstance(answers, Answers):
@@ -591,39 +403,6 @@ def recommend(
     return Recommendation(answers, label, best, tuple(ranked), tuple(flips), tuple(missing), swept)
 
 
-def table(
-    use_cases: Sequence[Answers],
-    runs: Sequence[RunResult],
-    prices: cost.Prices,
-    base: cost.Workload,
-    *,
-    flip_volumes: Sequence[float] | None = FLIP_VOLUMES,
-) -> pl.DataFrame:
-    """One row per use case: its answers, the pick with its measured latency and cost, runners-up, flips."""
-    rows = []
-    for a in use_cases:
-        r = recommend(a, runs, prices, base, flip_volumes=flip_volumes)
-        shown = r.choice or r.closest
-        rows.append(
-            {
-                "use case": a.name,
-                "trigger": a.trigger,
-                "acceptable latency": fmt_duration(a.latency_s),
-                "freshness": fmt_duration(a.freshness_s),
-                "predictions/day": a.predictions_per_day,
-                "recommended": r.headline(),
-                "latency seen": f"{shown.latency_basis} {fmt_duration(shown.latency_s)}" if shown else "n/a",
-                "staleness": fmt_duration(shown.staleness_s) if shown else "n/a",
-                "cost/day ($)": r.choice.cost_per_day if r.choice else None,
-                "runs": ",".join(r.choice.runs) if r.choice else "",
-                "runners-up": "; ".join(f"{x.label}: {x.reason}" for x in r.runners_up),
-                "flips": "; ".join(f.text() for f in r.flips) or "none",
-                "assumption": a.assumption,
-            }
-        )
-    return pl.DataFrame(rows, schema_overrides={"cost/day ($)": pl.Float64})
-
-
 # --------------------------------------------------------------------------------------------
 # Inputs from disk (the CLI and the notebook)
 # --------------------------------------------------------------------------------------------
@@ -646,10 +425,7 @@ class RecommendNotebook:
 
 def notebook_params(namespace: Mapping[str, Any]) -> RecommendNotebook:
     """The notebook's parameters from its globals: an unknown or ill-typed one fails naming it."""
-    from bench.app.notebook import _user_values
-    from bench.core.params import parse
-
-    return parse(RecommendNotebook, _user_values(namespace), owner="notebook 95_recommend")
+    return parse(RecommendNotebook, user_values(namespace), owner="notebook 95_recommend")
 
 
 @dataclass
@@ -674,53 +450,14 @@ def inputs(
     require_runs: bool = False,
 ) -> Inputs:
     """Load the results (the report's loader: one machine's valid runs), the prices and the base workload."""
-    from bench.core import paths
-    from bench.views import report
-
     prices = cost.load_prices(prices_file or None, price_preset or None)
     # the volume is a placeholder: every recommendation replaces it with its answer's
     base = cost.Workload(1.0, peak_to_mean=peak_to_mean, min_replicas=min_replicas)
     directory = Path(results_dir or paths.results_dir())
-    sel = report.select(directory)
+    sel = select(directory)
     if require_runs and not sel.runs:
         raise BenchError(
             f"no valid results under {str(directory / 'runs')!r}: run `make report` first "
             "(or `bench run <pattern>`), or point --results at a results directory"
         )
     return Inputs(sel.runs, sel.machine, prices, base, directory, sel.other_machines)
-
-
-def command(
-    *,
-    latency: str | None = None,
-    freshness: str | None = None,
-    trigger: str | None = None,
-    volume: str | None = None,
-    use_cases: bool = False,
-    results_dir: Path | None = None,
-    price_preset: str = "",
-    prices_file: str = "",
-    peak_to_mean: float = 3.0,
-    min_replicas: int = 2,
-    as_json: bool = False,
-) -> str:
-    """What ``bench recommend`` prints: answers checked first, then results loaded, then the pick(s)."""
-    if use_cases:
-        if any(v is not None for v in (latency, freshness, trigger, volume)):
-            raise BenchError("--use-cases runs the seven stored use cases; leave out --latency/--freshness/...")
-        cases = list(USE_CASES)
-    else:
-        given = {"--latency": latency, "--freshness": freshness, "--trigger": trigger, "--volume": volume}
-        absent = [k for k, v in given.items() if v is None]
-        if absent:
-            raise BenchError(f"recommend needs {', '.join(absent)} (all four answers), or --use-cases")
-        cases = [Answers(latency, freshness, trigger, volume)]
-    inp = inputs(results_dir, price_preset, prices_file, peak_to_mean, min_replicas, require_runs=True)
-    recs = [recommend(a, inp.runs, inp.prices, inp.base) for a in cases]
-    if as_json:
-        doc = {"machine": inp.machine, "results": str(inp.results_dir), "recommendations": [r.to_dict() for r in recs]}
-        return json.dumps(doc, indent=2, default=str)
-    head = f"Measured on {inp.machine} ({len(inp.runs)} valid runs in {inp.results_dir})"
-    if inp.left_out:
-        head += f"; left out {sum(inp.left_out.values())} runs of other machines"
-    return "\n\n".join([head + ".", *(r.text() for r in recs)])

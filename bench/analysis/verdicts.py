@@ -13,12 +13,18 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 
-from bench.analysis import cost
+from bench.analysis import answers, cost, recommend
 from bench.analysis.claims import CLAIMS
+from bench.patterns import registry
 from bench.results import RunResult
 
 #: the article's example: 100,000 customers scored once a day
 ARTICLE_VOLUME = 100_000.0
+
+
+def _family(r: RunResult) -> str:
+    """Which of the article's patterns a run measures (its registry entry's ``family``)."""
+    return registry.get(r.pattern).family
 
 
 def _fmt_money(x: float) -> str:
@@ -138,7 +144,7 @@ def c3(runs, prices, w) -> dict:
 
 def c4(runs, prices, w) -> dict:
     batch, _, _ = _pick(runs, prices, w)
-    single = [r for r in runs if r.valid and r.pattern == "request" and r.backend.startswith("inprocess")]
+    single = [r for r in runs if r.valid and _family(r) == "real-time" and r.backend.startswith("inprocess")]
     if batch is None or not single:
         return _pending("C4", "needs a valid batch run and an in-process per-request run")
     per_call = float(np.median([r.metrics["cpu_seconds"] / r.metrics["predictions"] for r in single]))
@@ -184,7 +190,7 @@ def _best_hybrid(runs, prices, w) -> cost.Option | None:
     two stores that cost the same)."""
     by_id = {r.run_id: r for r in runs}
     at = replace(w, predictions_per_day=ARTICLE_VOLUME)
-    hybrid = [o for o in cost.options(runs)[0] if o.kind == "hybrid"]
+    hybrid = [o for o in cost.options(runs)[0] if o.kind == "job+always-on"]
 
     def key(o: cost.Option) -> tuple[float, float]:
         p99 = float(np.median([_p99(by_id[m.run_id], "lookup_latency_s") for m in o.measures]))
@@ -205,7 +211,7 @@ def c7(runs, prices, w) -> dict:
     live = [
         r
         for r in runs
-        if r.pattern == "request"
+        if _family(r) == "real-time"
         and r.params.get("backend") == "http"
         and r.params.get("server_app", "fastapi") == app
         and r.params.get("server_workers", 1) == h_runs[0].params.get("server_workers", 1)
@@ -243,8 +249,8 @@ def c7(runs, prices, w) -> dict:
 
 def c8(runs, prices, w) -> dict:
     """Faults side by side: a killed batch refresh (hybrid) vs a killed model server (per request)."""
-    batch_faults = [r for r in runs if r.pattern == "hybrid" and r.metrics.get("batch_fault")]
-    server_faults = [r for r in runs if r.pattern == "request" and r.metrics.get("fault_events")]
+    batch_faults = [r for r in runs if _family(r) == "hybrid" and r.metrics.get("batch_fault")]
+    server_faults = [r for r in runs if _family(r) == "real-time" and r.metrics.get("fault_events")]
     if not batch_faults or not server_faults:
         return _pending("C8", "needs a hybrid run with a killed refresh and a request run with a killed server")
     b, s = batch_faults[0], server_faults[0]
@@ -277,7 +283,7 @@ def c8(runs, prices, w) -> dict:
 def c10(runs, prices, w) -> dict:
     """An aggregate computed per request from the activity log vs read pre-computed."""
     got = {
-        kind: [r for r in runs if r.pattern == "request" and r.params.get("aggregate") == kind]
+        kind: [r for r in runs if _family(r) == "real-time" and r.params.get("aggregate") == kind]
         for kind in ("onthefly", "precomputed")
     }
     if not all(got.values()):
@@ -318,12 +324,10 @@ ARTICLE_PICKS: dict[str, frozenset[str]] = {
 
 def c9(runs, prices, w) -> dict:
     """The four questions, answered for the seven use cases by the recommender from measured runs, vs the article."""
-    from bench.analysis import recommend
-
     if any(o is None for o in _pick(runs, prices, w)):
         return _pending("C9", "needs batch, real-time and streaming options the cost model can price")
     agree, differ, used = [], [], set()
-    for case in recommend.USE_CASES:
+    for case in answers.USE_CASES:
         r = recommend.recommend(case, runs, prices, w, flip_volumes=None)
         if r.choice is None:
             differ.append(f"{case.name}: nothing measured meets the answers")
@@ -337,7 +341,7 @@ def c9(runs, prices, w) -> dict:
                 else f" (article: {' or '.join(sorted(ARTICLE_PICKS[case.name]))})"
             )
         )
-    n = len(recommend.USE_CASES)
+    n = len(answers.USE_CASES)
     verdict = (
         "holds"
         if not differ
@@ -380,7 +384,7 @@ def by_predictor(runs: Sequence[RunResult], prices: cost.Prices, w: cost.Workloa
     """Does a compiled predictor change any verdict? Each claim's verdict per predictor backend measured,
     the compiled backend's measured figure, and whether the verdict changed ("not measured" where that
     backend has no runs the claim needs)."""
-    predictors = sorted({cost.predictor_of(r) for r in runs if r.valid and r.pattern != "predictor"} | {"lightgbm"})
+    predictors = sorted({cost.predictor_of(r) for r in runs if r.valid and _family(r) != "predictor"} | {"lightgbm"})
     tables = {p: table(runs, prices, w, p) for p in predictors}
     rows = []
     for i, claim in enumerate(CLAIMS):

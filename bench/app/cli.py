@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "kernel":
             print(f"kernel: {pipeline.ensure_kernel()}")
         elif args.command == "recommend":
-            from bench.analysis import recommend
+            from bench.app import recommend
 
             print(
                 recommend.command(

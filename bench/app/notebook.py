@@ -7,13 +7,13 @@ parameter into an error naming it, before the notebook does any work.
 
 from __future__ import annotations
 
-import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bench.core.errors import BenchError
 from bench.core.params import parse, require_positive
+from bench.core.params import user_values as _user_values
 from bench.patterns import registry
 
 #: Names a notebook namespace holds besides its parameters (IPython's own).
@@ -66,17 +66,6 @@ class ReportNotebook:
 
 
 NOTEBOOKS: dict[str, type] = {"00_data": DataNotebook, "01_model": ModelNotebook, "90_report": ReportNotebook}
-
-
-def _user_values(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        k: v
-        for k, v in namespace.items()
-        if not k.startswith("_")
-        and k not in _IPYTHON_NAMES
-        and not isinstance(v, types.ModuleType | type)
-        and not callable(v)
-    }
 
 
 def params(name: str, namespace: Mapping[str, Any]) -> Any:

@@ -19,8 +19,6 @@ from bench.core import paths
 from bench.core.errors import BenchError
 from bench.core.params import from_string, parse
 from bench.patterns import registry
-from bench.patterns.hybrid import hybrid_label
-from bench.patterns.request import request_label
 
 #: The Jupyter kernel the pipeline runs notebooks in: this interpreter, registered under the venv.
 KERNEL_NAME = "bench"
@@ -138,18 +136,8 @@ def setup_notebooks(profile: str, results_dir: Path | None = None) -> None:
 
 
 def _describe(pattern: str, values: dict[str, Any]) -> str:
-    """One sweep point in a progress line."""
-    if pattern == "request":
-        fault = ", server killed" if values.get("fault_kill_at_s") else ""
-        return f"{request_label(values)}{fault}"
-    if pattern == "microbatch":
-        return f"max_batch {values.get('max_batch', 1000)}, max_wait {values.get('max_wait_ms', 50.0)} ms"
-    if pattern == "hybrid":
-        fault = ", refresh killed" if values.get("fault_batch_kill_at_s") else ""
-        return f"{hybrid_label(values)}{fault}"
-    if pattern == "predictor":
-        return f"rows per call {values.get('call_sizes')}"
-    return f"{values.get('rows')} rows"
+    """One sweep point in a progress line (the pattern's own ``label``)."""
+    return registry.get(pattern).label(values)
 
 
 def full(profile: str, results_dir: Path | None = None, log=print) -> Path:

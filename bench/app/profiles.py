@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.core.errors import BenchError
+from bench.patterns import registry
 
 
 @dataclass(frozen=True)
@@ -29,53 +30,44 @@ class Profile:
     hybrid_variants: tuple[dict[str, Any], ...] = ()  #: store, hit ratio and fault configurations
     predictor: dict[str, Any] = field(default_factory=dict)  #: PredictorParams of every predictor-alone run
     predictor_variants: tuple[dict[str, Any], ...] = ()  #: the backends the predictor pattern measures
-    #: per pattern, the variants re-run with the compiled predictor (lleaves) beside the native sweep
-    compiled: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    #: the variants of each pattern re-run with the compiled predictor (lleaves) beside the native sweep
+    batch_compiled: tuple[dict[str, Any], ...] = ()
+    request_compiled: tuple[dict[str, Any], ...] = ()
+    microbatch_compiled: tuple[dict[str, Any], ...] = ()
+    hybrid_compiled: tuple[dict[str, Any], ...] = ()
+    predictor_compiled: tuple[dict[str, Any], ...] = ()
+
+    def _field(self, name: str, default: Any) -> Any:
+        """A field a pattern's sweep names ("" = the pattern has none: ``default``)."""
+        return getattr(self, name) if name else default
 
     def pattern_params(self, pattern: str) -> dict[str, Any]:
         """Parameters a single ``bench run <pattern>`` starts from (the sweep's smallest point)."""
-        if pattern == "batch":
-            return {**self.model, **self.batch, "rows": self.batch_rows[0]}
-        if pattern == "request":
-            return {**self.model, **self.request}
-        if pattern == "microbatch":
-            return {**self.model, **self.microbatch}
-        if pattern == "hybrid":
-            return {**self.model, **self.hybrid}
-        if pattern == "predictor":
-            return {**self.model, **self.predictor}
-        return dict(self.model)
+        sweep = registry.get(pattern).sweep
+        sizes = self._field(sweep.sizes, ())
+        return {**self.model, **self._field(sweep.base, {}), **({"rows": sizes[0]} if sizes else {})}
 
     def sweep(self, pattern: str) -> list[dict[str, Any]]:
         """Every run of ``pattern`` this profile makes, repeats included: the native predictor's sweep,
         the claim runs, then the configurations re-run with the compiled predictor."""
-        variants = {
-            "batch": ({},),
-            "request": self.request_variants,
-            "microbatch": self.microbatch_variants,
-            "hybrid": self.hybrid_variants,
-            "predictor": self.predictor_variants,
-        }
-        if pattern not in variants:
-            return []
-        points = self._points(pattern, variants[pattern])
-        if pattern == "request":
-            points += [{**self.model, **self.request, **extra} for extra in self.request_extras]
-        compiled = self._points(pattern, self.compiled.get(pattern, ()))
+        sweep = registry.get(pattern).sweep
+        points = self._points(pattern, self._field(sweep.variants, ({},)))
+        base = self._field(sweep.base, {})
+        points += [{**self.model, **base, **extra} for extra in self._field(sweep.extras, ())]
+        compiled = self._points(pattern, self._field(sweep.compiled, ()))
         return points + [{**point, "predictor": COMPILED_PREDICTOR} for point in compiled]
 
     def _points(self, pattern: str, variants: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
         """Each variant over the pattern's base parameters, with the pattern's sizes and repeats."""
-        if pattern == "batch":
+        sweep = registry.get(pattern).sweep
+        base, repeats = self._field(sweep.base, {}), self._field(sweep.repeats, 1)
+        if sweep.sizes:
             return [
-                {**self.model, **self.batch, **v, "rows": rows}
+                {**self.model, **base, **v, "rows": rows}
                 for v in variants
-                for rows in self.batch_rows
-                for _ in range(self.repeats)
+                for rows in self._field(sweep.sizes, ())
+                for _ in range(repeats)
             ]
-        repeats = self.request_repeats if pattern == "request" else 1
-        base = {"request": self.request, "microbatch": self.microbatch, "hybrid": self.hybrid}.get(pattern)
-        base = self.predictor if base is None else base
         return [{**self.model, **base, **v} for v in variants for _ in range(repeats)]
 
 
@@ -85,10 +77,10 @@ COMPILED_PREDICTOR = "lleaves"
 #: with both backends in the same session (Ray Serve is left out: Ray's own overhead, ~30 ms a
 #: request, dwarfs the predictor's ~0.1 ms, and its capacity search is the pipeline's slowest).
 COMPILED_CONFIGS: dict[str, tuple[dict[str, Any], ...]] = {
-    "batch": ({},),
-    "request": ({"backend": "inprocess"}, {"backend": "http"}, {"backend": "http", "server_app": "asgi"}),
-    "microbatch": ({"max_batch": 1_000, "max_wait_ms": 50.0},),
-    "hybrid": ({},),
+    "batch_compiled": ({},),
+    "request_compiled": ({"backend": "inprocess"}, {"backend": "http"}, {"backend": "http", "server_app": "asgi"}),
+    "microbatch_compiled": ({"max_batch": 1_000, "max_wait_ms": 50.0},),
+    "hybrid_compiled": ({},),
 }
 
 
@@ -164,7 +156,10 @@ PROFILES: dict[str, Profile] = {
             # the smoke model compiles with lleaves in well under a second: both backends even in CI
             predictor={"rows": 10_000, "call_sizes": "1,10,100,1000,10000", "min_seconds": 0.2, "num_threads": 1},
             predictor_variants=PREDICTOR_VARIANTS,
-            compiled={"batch": ({},), "request": ({"backend": "http"},), "microbatch": ({},), "hybrid": ({},)},
+            batch_compiled=({},),
+            request_compiled=({"backend": "http"},),
+            microbatch_compiled=({},),
+            hybrid_compiled=({},),
         ),
         Profile(
             name="default",
@@ -188,7 +183,7 @@ PROFILES: dict[str, Profile] = {
             hybrid_variants=HYBRID_VARIANTS,
             predictor={"rows": 1_000_000, "call_sizes": PREDICTOR_SIZES, "min_seconds": 1.0, "num_threads": 1},
             predictor_variants=PREDICTOR_VARIANTS,
-            compiled=COMPILED_CONFIGS,
+            **COMPILED_CONFIGS,
         ),
         Profile(
             name="full",
@@ -223,7 +218,7 @@ PROFILES: dict[str, Profile] = {
             hybrid_variants=(*HYBRID_VARIANTS, {"store": "dict"}, {"hit_ratio": 0.5}),
             predictor={"rows": 1_000_000, "call_sizes": PREDICTOR_SIZES, "min_seconds": 2.0, "num_threads": 1},
             predictor_variants=PREDICTOR_VARIANTS,
-            compiled=COMPILED_CONFIGS,
+            **COMPILED_CONFIGS,
         ),
     )
 }

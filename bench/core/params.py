@@ -123,3 +123,19 @@ def require_choice(owner: str, name: str, value: str, choices: typing.Iterable[s
     choices = sorted(choices)
     if value not in choices:
         raise BenchError(f"{owner} parameter {name!r} must be one of {choices}, got {value!r}")
+
+
+#: Names IPython puts in a notebook's globals that are not parameters.
+_IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+
+
+def user_values(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameter-like globals of a notebook: no private, IPython, module, class or callable names."""
+    return {
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith("_")
+        and k not in _IPYTHON_NAMES
+        and not isinstance(v, types.ModuleType | type)
+        and not callable(v)
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,14 +48,57 @@ class RunContext:
     profile: str = "adhoc"
 
 
+#: What a pattern is, as the article names it: how its predictions reach their consumer.
+FAMILIES = ("batch", "streaming", "real-time", "hybrid", "predictor")
+#: How a day of it is billed: scheduled jobs, always-on replicas, both, or not at all (a measurement
+#: that answers another question, such as the predictor alone).
+COST_KINDS = ("job", "always-on", "job+always-on", "none")
+#: How the limits table sets a pattern against the raw predictor: end to end vs ``predict()`` in the
+#: same job ("phases"), peak throughput with every event offered at once ("saturation"), capacity at
+#: the SLO vs a single-row call ("capacity"), or not at all ("": it is the reference).
+LIMIT_BASES = ("phases", "saturation", "capacity", "")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Where a pattern's sweep lives in a run profile: names of ``bench.app.profiles.Profile`` fields.
+
+    A sweep point is ``{**profile.model, **<base>, **variant}`` for each variant, ``<repeats>`` times;
+    with ``sizes``, once per size too (as ``rows``). ``extras`` are claim runs made once each;
+    ``compiled`` the variants re-run with the compiled predictor. "" = the pattern has none."""
+
+    base: str  #: the pattern's own parameters for every run
+    variants: str = ""  #: the configurations swept ("" = one point, the base)
+    repeats: str = ""  #: runs per point ("" = once)
+    extras: str = ""  #: runs that answer a claim, once each
+    sizes: str = ""  #: row counts: one point per size, the smallest for a single ``bench run``
+    compiled: str = ""  #: the variants re-run with the compiled predictor
+
+
 @dataclass(frozen=True)
 class Pattern:
-    """A registered pattern: its name, its params type, its run function and its notebook."""
+    """A registered pattern: its params type, run function and notebook, and the hooks every layer
+    above asks instead of comparing its name (cost, verdicts, the pipeline, the report)."""
 
     name: str
     params: type
     run: Callable[..., Any]
     notebook: str
+    family: str  #: one of FAMILIES: which of the article's patterns its runs measure
+    cost_kind: str  #: one of COST_KINDS: how bench.analysis.cost bills a day of it
+    label: Callable[[Mapping[str, Any]], str]  #: one sweep point in a few words (progress lines)
+    sweep: Sweep  #: where its sweep lives in a profile
+    view: str  #: the module with its report views, e.g. ``bench.views.batch``
+    latency_key: str = "latency_s"  #: the metric with the latency its consumer waits for
+    limits: str = ""  #: one of LIMIT_BASES
+
+    def __post_init__(self) -> None:
+        for hook, value, allowed in (
+            ("family", self.family, FAMILIES),
+            ("cost_kind", self.cost_kind, COST_KINDS),
+            ("limits", self.limits, LIMIT_BASES),
+        ):
+            require_choice(f"Pattern {self.name!r}", hook, value, allowed)
 
 
 def new_result(pattern: str, backend: str, params: Any, context: RunContext, model: Any, data: Any) -> RunResult:

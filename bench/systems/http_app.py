@@ -2,8 +2,9 @@
 
 ``POST /predict`` takes ``{"features": [32 numbers or null]}`` in the model's feature order (nulls are
 missing values, categoricals their integer codes) and answers ``{"score": s}``, where ``s`` equals
-the predictor's score of that row (``BENCH_PREDICTOR``: lightgbm or lleaves; JSON floats round-trip exactly). ``GET /noop`` answers through the
-same stack without touching the model: the floor the load generator reports beside every result.
+the predictor's score of that row (``ServerConfig.predictor``: lightgbm or lleaves; JSON floats
+round-trip exactly). ``GET /noop`` answers through the same stack without touching the model: the
+floor the load generator reports beside every result.
 Bad bodies get a 4xx with a message and the server keeps serving.
 
 ``POST /score`` takes ``{"customer_id": id, "features": [...]}``. With a store (the hybrid pattern)
@@ -12,12 +13,15 @@ does not have (cold start); ``source`` says which, ``as_of`` when the score's in
 batch job's snapshot time, or now). With an aggregate (claim C10) it also answers the customer's
 90-day activity, computed on the fly from the activity log or read pre-computed from a store.
 
+The server's whole configuration is one :class:`~bench.systems.server_config.ServerConfig`, read
+once from the environment by :func:`app_from_env` (uvicorn's factory).
+
 Two apps share one scorer: ``fastapi`` (the stack most teams deploy) and ``asgi`` (a bare ASGI
 callable on the same uvicorn, no routing or middleware layers), so the framework's own cost per
 request is measured rather than guessed. Handlers read the raw body and score on the event loop:
 one row takes ~100 µs, less than a thread-pool hop would cost.
 
-Where a request's server time goes (py-spy and in-situ timers, ``results/profiles/README.md``): at
+Where a request's server time goes (py-spy and in-situ timers, ``results/perf/README.md``): at
 200 req/s on a 2-core VM a row is scored "cold" (caches, TLB and branch predictors cleared by the 5
 ms between requests), so ``Booster.predict`` of one row costs ~400 µs of CPU in the server against
 ~90 µs in a hot loop, and is most of the handler; parsing the body and building the row cost ~2 µs.
@@ -27,6 +31,7 @@ A predictor's ``predict_row`` (one row, no per-call set-up) is used when it has 
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations (``Request``,
 # imported inside ``create_app``) as live objects.
 import gc
+import inspect
 import os
 import time
 
@@ -34,43 +39,41 @@ import numpy as np
 import orjson
 
 from bench import model as model_mod
+from bench.data import store
 from bench.data.workload import FEATURES
+from bench.systems.server_config import AGGREGATES, APPS, ServerConfig
 
 N_FEATURES = len(FEATURES)
-APPS = ("fastapi", "asgi")
-AGGREGATES = ("", "onthefly", "precomputed")
+__all__ = [
+    "AGGREGATES",
+    "APPS",
+    "N_FEATURES",
+    "ServerConfig",
+    "Scorer",
+    "app_from_env",
+    "create_app",
+    "create_asgi_app",
+]
 
 
 class Scorer:
     """The model and the request logic both apps share: body bytes in, (status, JSON bytes) out."""
 
-    def __init__(
-        self,
-        model_path: str,
-        num_threads: int = 1,
-        gc_freeze: bool = True,
-        *,
-        store_kind: str = "",
-        store_path: str = "",
-        aggregate: str = "",
-        aggregate_path: str = "",
-        predictor: str = "lightgbm",
-    ) -> None:
-        from bench.data import store
-
-        self.model = model_mod.load(model_path)
-        self.predictor = model_mod.make_predictor(self.model, predictor, num_threads)
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.model = model_mod.load(config.model_path)
+        self.predictor = model_mod.make_predictor(self.model, config.predictor, config.num_threads)
         #: one row (1-D float64, the model's feature order) -> its score: the predictor's single-row
         #: entry point where it has one (no per-call set-up), else ``predict`` on a 1-row matrix
         self.score_row = getattr(self.predictor, "predict_row", None) or self._predict_one
-        self.store = store.open_store(store_kind, store_path) if store_kind else None
-        self.aggregate = _aggregator(aggregate, aggregate_path)
+        self.store = store.open_store(config.store_kind, config.store_path) if config.store_kind else None
+        self.aggregate = _aggregator(config.aggregate, config.aggregate_path)
         self.health_body = orjson.dumps({"status": "ok", "model_sha256": self.model.sha256, "pid": os.getpid()})
         self.noop_body = orjson.dumps({"score": 0.0})
         # The model and the app are built once and live for the whole process: move them out of the
         # cyclic GC's generations so a full collection does not walk them in the middle of a request
         # (measured: HTTP p99 at 200 req/s fell from ~45 ms to ~3 ms).
-        if gc_freeze:
+        if config.gc_freeze:
             gc.collect()
             gc.freeze()
 
@@ -151,13 +154,13 @@ def _aggregator(kind: str, path: str):
     if not kind:
         return None
     if kind == "onthefly":
+        # Lazy: only this branch reads the activity log (with polars); a server without an
+        # aggregate does not import the feature code.
         from bench.data.features import OnTheFly
 
         return OnTheFly(path).get
     if kind == "precomputed":
-        from bench.data.store import SqliteStore
-
-        reader = SqliteStore(path)
+        reader = store.SqliteStore(path)
 
         def read(customer: int) -> tuple[int, float]:
             row = reader.get(customer)
@@ -175,8 +178,6 @@ def _no_telemetry(fastapi_cls) -> dict:
     lookup each): measured in process, 130 -> 52-85 µs of CPU per ``/noop`` call in a hot loop,
     ~545 -> ~460-500 µs when calls are 5 ms apart.
     """
-    import inspect
-
     return (
         {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
         if "telemetry" in inspect.signature(fastapi_cls.__init__).parameters
@@ -184,8 +185,10 @@ def _no_telemetry(fastapi_cls) -> dict:
     )
 
 
-def create_app(model_path: str, num_threads: int = 1, gc_freeze: bool = True, **options):
+def create_app(config: ServerConfig):
     """The FastAPI app, with the model loaded and the predictor built before the first request."""
+    # Lazy: only this app uses FastAPI (~230 ms to import on this VM, after the model code); the
+    # bare ASGI app never imports it.
     from fastapi import FastAPI, Request
     from fastapi.responses import Response
 
@@ -214,13 +217,13 @@ def create_app(model_path: str, num_threads: int = 1, gc_freeze: bool = True, **
     async def unexpected(_: Request, exc: Exception) -> Response:  # never drop the connection silently
         return respond(500, orjson.dumps({"error": f"{type(exc).__name__}: {exc}"}))
 
-    scorer = Scorer(model_path, num_threads, gc_freeze, **options)  # last: gc.freeze() covers the app
+    scorer = Scorer(config)  # last: gc.freeze() covers the app
     return app
 
 
-def create_asgi_app(model_path: str, num_threads: int = 1, gc_freeze: bool = True, **options):
+def create_asgi_app(config: ServerConfig):
     """The same routes as a bare ASGI callable: what the server costs without a framework."""
-    scorer = Scorer(model_path, num_threads, gc_freeze, **options)
+    scorer = Scorer(config)
     handlers = {"/predict": scorer.predict, "/score": scorer.score}
     json_type = (b"content-type", b"application/json")
 
@@ -258,19 +261,11 @@ def create_asgi_app(model_path: str, num_threads: int = 1, gc_freeze: bool = Tru
     return app
 
 
+#: ``ServerConfig.app`` -> the factory that builds that app
+APP_FACTORIES = {"fastapi": create_app, "asgi": create_asgi_app}
+
+
 def app_from_env():
-    """Factory for ``uvicorn --factory``: app kind, model path, threads, GC choice come from the environment."""
-    kind = os.environ.get("BENCH_SERVER_APP", "fastapi")
-    if kind not in APPS:
-        raise SystemExit(f"BENCH_SERVER_APP must be one of {APPS}, got {kind!r}")
-    factory = create_app if kind == "fastapi" else create_asgi_app
-    return factory(
-        os.environ["BENCH_MODEL_PATH"],
-        int(os.environ.get("BENCH_NUM_THREADS", "1")),
-        os.environ.get("BENCH_SERVER_GC_FREEZE", "1") == "1",
-        store_kind=os.environ.get("BENCH_STORE_KIND", ""),
-        store_path=os.environ.get("BENCH_STORE_PATH", ""),
-        aggregate=os.environ.get("BENCH_AGGREGATE", ""),
-        aggregate_path=os.environ.get("BENCH_AGGREGATE_PATH", ""),
-        predictor=os.environ.get("BENCH_PREDICTOR", "lightgbm"),
-    )
+    """Factory for ``uvicorn --factory``: the app the ``BENCH_SERVER_CONFIG`` configuration describes."""
+    config = ServerConfig.from_env()
+    return APP_FACTORIES[config.app](config)

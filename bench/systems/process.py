@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import os
 import signal
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 from bench.core.errors import BenchError
+from bench.systems.server_config import ServerConfig
 
 
 def wait_healthy(host: str, port: int, timeout_s: float, proc: subprocess.Popen | None = None) -> bool:
@@ -41,34 +43,28 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class ServerProcess:
-    """uvicorn serving ``bench.systems.http_app`` (``app``: fastapi or asgi) with the model loaded once at start.
+    """uvicorn serving ``bench.systems.http_app`` with the model loaded once at start, as ``config`` says.
 
-    ``workers`` is uvicorn's process count (one event loop and one GIL each); each scores with
-    ``num_threads`` OpenMP threads — 1, since single-row calls with more threads only spin (checked:
-    a server's process has one Python thread with CPU time and no OpenMP workers).
+    ``config.workers`` is uvicorn's process count (one event loop and one GIL each); each scores with
+    ``config.num_threads`` OpenMP threads — 1, since single-row calls with more threads only spin
+    (checked: a server's process has one Python thread with CPU time and no OpenMP workers). The app
+    reads the whole configuration from one environment variable (``server_config.ENV_VAR``).
     """
 
-    def __init__(
-        self,
-        model_path: Path,
-        log_path: Path,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        workers: int = 1,
-        num_threads: int = 1,
-        predictor: str = "lightgbm",
-        app: str = "fastapi",
-        gc_freeze: bool = True,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.model_path, self.log_path = Path(model_path), Path(log_path)
-        self.host, self.port = host, port or free_port(host)
-        self.workers, self.num_threads, self.app, self.gc_freeze = workers, num_threads, app, gc_freeze
-        self.predictor = predictor
-        self.env = dict(env or {})  #: extra BENCH_* settings for the app (store, aggregate)
+    def __init__(self, config: ServerConfig, log_path: Path) -> None:
+        # The port is fixed here, once, so that a restart listens where clients already connect.
+        self.config = config if config.port else dataclasses.replace(config, port=free_port(config.host))
+        self.log_path = Path(log_path)
         self.proc: subprocess.Popen | None = None
-        self.start_seconds: float | None = None
+        self.start_seconds: float | None = None  #: launch to first healthy answer, of the last start
+
+    @property
+    def host(self) -> str:
+        return self.config.host
+
+    @property
+    def port(self) -> int:
+        return self.config.port
 
     @property
     def pid(self) -> int:
@@ -84,6 +80,7 @@ class ServerProcess:
 
     def start(self, timeout_s: float = 60.0) -> ServerProcess:
         """Launch and wait (bounded) for ``GET /health`` to answer 200."""
+        c = self.config
         cmd = [
             sys.executable,
             "-m",
@@ -91,11 +88,11 @@ class ServerProcess:
             "--factory",
             "bench.systems.http_app:app_from_env",
             "--host",
-            self.host,
+            c.host,
             "--port",
-            str(self.port),
+            str(c.port),
             "--workers",
-            str(self.workers),
+            str(c.workers),
             "--loop",
             "uvloop",
             "--http",
@@ -104,22 +101,12 @@ class ServerProcess:
             "--log-level",
             "warning",
         ]
-        env = (
-            os.environ
-            | {
-                "BENCH_MODEL_PATH": str(self.model_path),
-                "BENCH_NUM_THREADS": str(self.num_threads),
-                "BENCH_PREDICTOR": self.predictor,
-                "BENCH_SERVER_APP": self.app,
-                "BENCH_SERVER_GC_FREEZE": "1" if self.gc_freeze else "0",
-                "OMP_NUM_THREADS": str(self.num_threads),
-            }
-            | self.env
-        )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, env=os.environ | c.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = t0 + timeout_s
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
@@ -133,6 +120,12 @@ class ServerProcess:
             time.sleep(0.1)
         self.stop()
         raise BenchError(f"model server did not answer /health within {timeout_s} s; log tail:\n{self.log_tail()}")
+
+    def restart(self, timeout_s: float = 60.0) -> ServerProcess:
+        """Stop the server if it still runs (a killed one is only reaped), and start the same
+        configuration on the same port: what a process supervisor does after a crash."""
+        self.stop()
+        return self.start(timeout_s)
 
     def healthy(self, timeout_s: float = 1.0) -> bool:
         try:
@@ -159,5 +152,5 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=timeout_s)
-        except ProcessLookupError:
-            pass
+        except ProcessLookupError:  # the group has gone already (a kill): reap the process
+            self.proc.wait(timeout=timeout_s)

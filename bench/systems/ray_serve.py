@@ -1,25 +1,28 @@
 """The per-request model server as a Ray Serve deployment: same routes and answers as ``http_app``.
 
 Ray is started for the run by ``bench.systems.raysession`` (local, loopback-only, dashboard off) unless
-``ray_address`` points at a cluster.
+``ray_address`` points at a cluster. The deployment reads the same :class:`ServerConfig` as the uvicorn
+server (its JSON is what each replica is bound to); ``replicas`` stands in for uvicorn's workers.
 """
 
 # No `from __future__ import annotations`: Serve wraps the handlers, and FastAPI must see `Request`
 # as a real class, not a string, or it reads `request` as a query parameter.
 
+import dataclasses
 import time
-from pathlib import Path
 
 from fastapi import FastAPI, Request  # module level: FastAPI resolves the handlers' annotations here
 from fastapi.responses import Response
+from ray import serve  # module level: this module is the Ray Serve backend, imported only when it runs
 
 from bench.core.errors import BenchError
+from bench.systems import http_app
+from bench.systems.process import free_port, wait_healthy
 from bench.systems.raysession import RaySession
+from bench.systems.server_config import ServerConfig
 
 
-def _deployment(replicas: int, num_threads: int, predictor: str):
-    from ray import serve
-
+def _deployment(replicas: int):
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
     @serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": 0})
@@ -27,10 +30,8 @@ def _deployment(replicas: int, num_threads: int, predictor: str):
     class Scorer:
         """Loads the model once per replica; scoring is the same code as the uvicorn server's."""
 
-        def __init__(self, model_path: str) -> None:
-            from bench.systems.http_app import Scorer
-
-            self.scorer = Scorer(model_path, num_threads, predictor=predictor)
+        def __init__(self, config_json: str) -> None:
+            self.scorer = http_app.Scorer(ServerConfig.from_json(config_json))
 
         @app.get("/noop")
         async def noop(self):
@@ -51,36 +52,25 @@ def _deployment(replicas: int, num_threads: int, predictor: str):
 class RayServeServer:
     """Start Ray (or join ``address``), deploy the scorer behind Serve's HTTP proxy on ``host:port``."""
 
-    def __init__(
-        self,
-        model_path: Path,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        replicas: int = 1,
-        num_threads: int = 1,
-        predictor: str = "lightgbm",
-        address: str = "",
-    ) -> None:
-        from bench.systems.process import free_port
-
-        self.model_path, self.host, self.port = Path(model_path), host, port or free_port(host)
-        self.replicas, self.num_threads, self.address = replicas, num_threads, address
-        self.predictor = predictor
+    def __init__(self, config: ServerConfig, *, replicas: int = 1, address: str = "") -> None:
+        if config.workers != 1 or config.app != "fastapi" or config.store_kind or config.aggregate:
+            raise BenchError(
+                "Ray Serve runs the FastAPI /predict routes only: workers must be 1 (use replicas), app "
+                f"'fastapi', no store or aggregate; got {config}"
+            )
+        self.config = config if config.port else dataclasses.replace(config, port=free_port(config.host))
+        self.host, self.port = self.config.host, self.config.port
+        self.replicas, self.address = replicas, address
         self.fixed_costs_s: dict[str, float] = {}
         self.session = RaySession(address=address)
 
     def start(self, timeout_s: float = 180.0) -> "RayServeServer":
-        from ray import serve
-
-        from bench.systems.process import wait_healthy
-
         self.session.start()
         self.fixed_costs_s["ray_start"] = self.session.start_s
         t1 = time.perf_counter()
         serve.start(http_options={"host": self.host, "port": self.port})
         serve.run(
-            _deployment(self.replicas, self.num_threads, self.predictor).bind(str(self.model_path)),
+            _deployment(self.replicas).bind(self.config.to_json()),
             name="bench",
             route_prefix="/",
         )
@@ -95,8 +85,6 @@ class RayServeServer:
         return self.session.roots()
 
     def stop(self) -> None:
-        from ray import serve
-
         try:
             serve.shutdown()
         except Exception:  # noqa: BLE001 - shutting down after a failure must not mask it

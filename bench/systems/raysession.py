@@ -40,6 +40,8 @@ class RaySession:
     info: dict = field(default_factory=dict)
 
     def start(self) -> RaySession:
+        # Lazy: Ray takes ~1.7 s to import on this VM, and this module is imported wherever a pattern
+        # may use Ray (the registry loads them all); only a run that starts Ray pays for it.
         import ray
 
         if ray.is_initialized():
@@ -93,7 +95,7 @@ class RaySession:
         return total
 
     def stop(self) -> None:
-        import ray
+        import ray  # lazy, as in start()
 
         ray.shutdown()
         if self.temp_dir:

@@ -2,7 +2,9 @@
 known customers' parquet, score them, publish a new store generation atomically.
 
 ``python -m bench.systems.refresh_job --model M --customers C --store S``: it imports only what it
-uses (its start-up is measured and billed as the job's fixed cost).
+uses (its start-up is measured and billed as the job's fixed cost): the model code (LightGBM, ~0.4 s
+of its ~0.6 s of imports on this VM, most of it pandas and scipy that LightGBM itself imports),
+polars, the store, the phase timer; no pattern, report, Ray or web framework.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ from pathlib import Path
 
 import polars as pl
 
-from bench import model as model_mod
 from bench.data import store, workload
 from bench.measure import metrics
-from bench.model import make_predictor
+from bench.model import load, make_predictor
 
 
 def job(
@@ -28,7 +29,7 @@ def job(
     as_of = time.time()  # the scores describe the customers as read now: staleness counts from here
     phases = metrics.Phases()
     with phases("load_model"):
-        predictor = make_predictor(model_mod.load(model_path), predictor, num_threads)
+        predictor = make_predictor(load(model_path), predictor, num_threads)
     with phases("read"):
         frame = pl.read_parquet(customers_path)
         workload.validate(frame, source=customers_path)

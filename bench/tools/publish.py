@@ -17,8 +17,12 @@ from pathlib import Path
 
 import polars as pl
 
+from bench.analysis import cost, verdicts
+from bench.app import notebook
 from bench.core import paths
 from bench.core.errors import BenchError
+from bench.views import limits as report_limits
+from bench.views import report
 
 #: report cell (its first line) -> the PNG it becomes
 PLOTS = {
@@ -27,8 +31,8 @@ PLOTS = {
     "report.plot_cpu_per_prediction(": "cpu_per_prediction.png",
     "report.plot_cost_curves(": "cost_per_day.png",
     "report_hybrid.plot_consumer_age(": "staleness.png",
-    "report.plot_batch_throughput(": "batch_throughput.png",
-    "report.plot_microbatch_frontier(": "streaming_frontier.png",
+    "batch_view.plot_batch_throughput(": "batch_throughput.png",
+    "microbatch_view.plot_microbatch_frontier(": "streaming_frontier.png",
     "report_limits.plot_call_size_curve(": "call_size_curve.png",
 }
 
@@ -70,13 +74,11 @@ def markdown(df) -> str:
 
 def tables(results_dir: Path) -> tuple[str, dict]:
     """The verdict and crossover tables (report defaults) as markdown, and the runs behind them."""
-    from bench.analysis import cost, verdicts
-    from bench.app import notebook
-    from bench.views import report
 
     sel = report.select(results_dir)
     P = notebook.ReportNotebook()
-    prices, workload = report.cost_inputs(P)
+    prices = cost.load_prices(P.prices_file or None, P.price_preset or None)
+    workload = cost.Workload(P.predictions_per_day, P.batch_every_h, P.peak_to_mean, P.min_replicas)
     valid = sel.runs  # the selection's runs are the valid ones of one machine
     verdict = verdicts.table(valid, prices, workload).select("claim", "the article says", "measured", "verdict")
     table = cost.sweep(valid, prices, workload)
@@ -112,8 +114,6 @@ def tables(results_dir: Path) -> tuple[str, dict]:
 
 def _predictor_tables(runs, prices, workload) -> str:
     """The predictor's sections: verdicts per backend, per-row cost vs call size, each pattern's limits."""
-    from bench.analysis import verdicts
-    from bench.views import limits as report_limits
 
     text = ""
     both = verdicts.by_predictor(runs, prices, workload)

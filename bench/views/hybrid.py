@@ -14,7 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from bench.analysis import cost
+from bench.patterns.hybrid import PATTERN
 from bench.results import RunResult
+from bench.views.report import family, runs_of
 
 
 def _ms(d: dict | None, key: str = "p50") -> str:
@@ -118,9 +121,7 @@ def _steady_ages(result: RunResult) -> np.ndarray:
 def hybrid_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
     """One row per hybrid run: lookup vs fallback latency, hit ratio, staleness, job time, capacity."""
     rows = []
-    for r in runs:
-        if r.pattern != "hybrid":
-            continue
+    for r in runs_of(runs, PATTERN):
         m = r.metrics
         st, cap = m.get("staleness_s") or {}, m.get("capacity") or {}
         rows.append(
@@ -155,7 +156,7 @@ def fault_table(runs: Sequence[RunResult]) -> pl.DataFrame:
     rows = []
     for r in runs:
         m = r.metrics
-        if r.pattern == "hybrid" and m.get("batch_fault"):
+        if family(r) == "hybrid" and m.get("batch_fault"):
             f = m["batch_fault"]
             rows.append(
                 {
@@ -169,7 +170,7 @@ def fault_table(runs: Sequence[RunResult]) -> pl.DataFrame:
                     "recovery": f"re-run {'ok' if f['rerun_ok'] else 'failed'} in {f['rerun_wall_s'] or 0:.2f} s",
                 }
             )
-        if r.pattern == "request" and m.get("fault_events"):
+        if family(r) == "real-time" and m.get("fault_events"):
             u = m.get("unavailability") or {}
             ev = m["fault_events"][0]
             rows.append(
@@ -191,7 +192,7 @@ def aggregate_table(runs: Sequence[RunResult]) -> pl.DataFrame:
     rows = []
     for r in runs:
         p, m = r.params, r.metrics
-        if r.pattern != "request" or p.get("backend") != "http" or p.get("fault_kill_at_s"):
+        if family(r) != "real-time" or p.get("backend") != "http" or p.get("fault_kill_at_s"):
             continue
         if p.get("server_app", "fastapi") != "fastapi" or p.get("server_workers", 1) != 1:
             continue
@@ -229,8 +230,6 @@ def plot_consumer_age(runs: Sequence[RunResult], prices, workload, ax=None):
     volume and R the workload's batch interval (hybrid lookups themselves take milliseconds).
     """
     import matplotlib.pyplot as plt
-
-    from bench.analysis import cost
 
     ax = ax or plt.subplots(figsize=(8, 4.5))[1]
     opts, _ = cost.options(runs)

@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import polars as pl
 
+from bench.analysis.cost import serving
+from bench.patterns import registry
+from bench.patterns.base import Pattern
+from bench.patterns.predictor import PATTERN
 from bench.results import RunResult
-from bench.views.report import _empty, fmt_rate
-
-#: the order patterns appear in the limits table
-LIMIT_PATTERNS = ("batch", "microbatch", "request", "hybrid")
+from bench.views.report import _empty, fmt_rate, runs_of
 
 
 def _median(values: Iterable[float | None]) -> float | None:
@@ -42,7 +43,7 @@ def _predictor(r: RunResult) -> str:
 
 
 def predictor_runs(runs: Sequence[RunResult]) -> list[RunResult]:
-    return [r for r in runs if r.pattern == "predictor" and r.metrics.get("call_sizes")]
+    return [r for r in runs_of(runs, PATTERN) if r.metrics.get("call_sizes")]
 
 
 def table_or_note(df: pl.DataFrame, note: str):
@@ -183,8 +184,9 @@ def _group(runs: Iterable[RunResult], key: Callable[[RunResult], tuple]) -> dict
     return out
 
 
-def _batch_rows(runs: Sequence[RunResult]) -> list[dict]:
-    pool = [r for r in runs if r.pattern == "batch" and r.metrics.get("raw_predict_rows_per_s")]
+def _phase_rows(runs: Sequence[RunResult], spec: Pattern) -> list[dict]:
+    """A job's end-to-end rate over raw ``predict()`` on the same rows in the same run, and its phases."""
+    pool = [r for r in runs_of(runs, spec) if r.metrics.get("raw_predict_rows_per_s")]
     out = []
     groups = _group(pool, lambda r: (r.backend.split("/")[0], r.metrics["predictions"], _predictor(r), _model(r)))
     for (engine, rows, predictor, model), rs in sorted(groups.items()):
@@ -198,7 +200,7 @@ def _batch_rows(runs: Sequence[RunResult]) -> list[dict]:
         threads = rs[0].params.get("num_threads")
         out.append(
             {
-                "pattern": "batch",
+                "pattern": spec.name,
                 "configuration": f"{engine} engine, {rows:,} rows",
                 "predictor": predictor,
                 "model": model,
@@ -213,10 +215,9 @@ def _batch_rows(runs: Sequence[RunResult]) -> list[dict]:
     return out
 
 
-def _microbatch_rows(runs: Sequence[RunResult]) -> list[dict]:
-    from bench.analysis.cost import serving
-
-    pool = [r for r in runs if r.pattern == "microbatch" and serving(r) and r.metrics.get("saturation")]
+def _saturation_rows(runs: Sequence[RunResult], spec: Pattern) -> list[dict]:
+    """Peak throughput with every event offered at once over bulk ``predict()`` in the same run."""
+    pool = [r for r in runs_of(runs, spec) if serving(r) and r.metrics.get("saturation")]
     out = []
     for (config, predictor, model), rs in sorted(_group(pool, lambda r: (r.backend, _predictor(r), _model(r))).items()):
         sats = [r.metrics["saturation"] for r in rs]
@@ -225,7 +226,7 @@ def _microbatch_rows(runs: Sequence[RunResult]) -> list[dict]:
         bulk = sats[0]["bulk"]
         out.append(
             {
-                "pattern": "microbatch",
+                "pattern": spec.name,
                 "configuration": config,
                 "predictor": predictor,
                 "model": model,
@@ -246,13 +247,9 @@ def _ms(x: float | None) -> str:
     return "n/a" if x is None else f"{1e3 * x:.2f} ms"
 
 
-def _service_rows(runs: Sequence[RunResult], pattern: str, reference: dict) -> list[dict]:
+def _capacity_rows(runs: Sequence[RunResult], spec: Pattern, reference: dict) -> list[dict]:
     """Per-request and hybrid: measured capacity over the single-row raw rate of the same backend."""
-    from bench.analysis.cost import serving
-
-    pool = [
-        r for r in runs if r.pattern == pattern and serving(r) and (r.metrics.get("capacity") or {}).get("rate_per_s")
-    ]
+    pool = [r for r in runs_of(runs, spec) if serving(r) and (r.metrics.get("capacity") or {}).get("rate_per_s")]
     out = []
     groups = _group(
         pool, lambda r: (r.backend.rsplit("/", 1)[0], _predictor(r), _model(r), r.provenance.get("model_sha256"))
@@ -262,12 +259,12 @@ def _service_rows(runs: Sequence[RunResult], pattern: str, reference: dict) -> l
         capacity = _median(x["capacity"]["rate_per_s"] for x in m)
         ref = reference.get((sha, predictor))
         raw = 1e6 / ref["wall_us"] if ref and ref["wall_us"] else None
-        lat = "lookup_latency_s" if pattern == "hybrid" else "latency_s"
+        lat = spec.latency_key
         p50 = _median((x.get(lat) or {}).get("p50") for x in m)
         floor = _median((x.get("floor_latency_s") or {}).get("p50") for x in m)
         cpu_us = _median(1e6 * x["cpu_seconds_per_prediction"] for x in m if x.get("cpu_seconds_per_prediction"))
         parts = [f"p50 {_ms(p50)}"]
-        if pattern == "hybrid":
+        if spec.family == "hybrid":
             hit = _median(x.get("hit_ratio") for x in m)
             parts.append(f"{100 * hit:.0f}% answered by lookup, not predict()" if hit is not None else "")
         elif floor is not None:
@@ -282,7 +279,7 @@ def _service_rows(runs: Sequence[RunResult], pattern: str, reference: dict) -> l
             parts.append("capacity is a lower bound (search stopped at its max rate)")
         out.append(
             {
-                "pattern": pattern,
+                "pattern": spec.name,
                 "configuration": config,
                 "predictor": predictor,
                 "model": model,
@@ -307,12 +304,14 @@ def limits_table(runs: Sequence[RunResult]) -> pl.DataFrame:
     out (they answer other questions). Empty when there is no batch, streaming, per-request or hybrid
     run."""
     reference = _single_row_reference(runs)
-    rows = [
-        *_batch_rows(runs),
-        *_microbatch_rows(runs),
-        *_service_rows(runs, "request", reference),
-        *_service_rows(runs, "hybrid", reference),
-    ]
+    rows = []
+    for spec in registry.PATTERNS.values():  # in the registry's order; the predictor is the reference
+        if spec.limits == "phases":
+            rows += _phase_rows(runs, spec)
+        elif spec.limits == "saturation":
+            rows += _saturation_rows(runs, spec)
+        elif spec.limits == "capacity":
+            rows += _capacity_rows(runs, spec, reference)
     if not rows:
         return pl.DataFrame()
     return pl.DataFrame(rows, infer_schema_length=None).with_columns(

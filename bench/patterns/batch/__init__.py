@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bench.data import workload
 from bench.model import Model
-from bench.patterns.base import Pattern, RunContext
+from bench.patterns.base import Pattern, RunContext, Sweep
 from bench.patterns.batch import ray_data
 from bench.patterns.batch.local import PHASES, BatchParams, run_local
 from bench.results import RunResult
@@ -23,4 +23,20 @@ def run(data: workload.Dataset, model: Model, params: BatchParams, context: RunC
     return run_local(data, model, params, context)
 
 
-PATTERN = Pattern(name="batch", params=BatchParams, run=run, notebook="10_batch.ipynb")
+def batch_label(values: dict) -> str:
+    """A sweep point in a progress line: the job's size."""
+    return f"{values.get('rows')} rows"
+
+
+PATTERN = Pattern(
+    name="batch",
+    params=BatchParams,
+    run=run,
+    notebook="10_batch.ipynb",
+    family="batch",
+    cost_kind="job",
+    label=batch_label,
+    sweep=Sweep(base="batch", repeats="repeats", sizes="batch_rows", compiled="batch_compiled"),
+    view="bench.views.batch",
+    limits="phases",
+)

@@ -32,9 +32,9 @@ import polars as pl
 
 from bench.core.errors import BenchError
 from bench.data import store, workload
-from bench.measure import capacity, metrics
+from bench.measure import metrics, openloop
 from bench.model import Model
-from bench.patterns.base import Pattern, RunContext, new_result
+from bench.patterns.base import Pattern, RunContext, Sweep, new_result
 from bench.patterns.request import HttpBackend, RequestParams, Window, make_backend, run_windows
 from bench.results import RunResult
 
@@ -120,7 +120,7 @@ class LookupBackend(HttpBackend):
         if not first["ok"]:
             raise BenchError(f"the hybrid pattern's first batch job failed: {first.get('error')}")
         self._check_store()
-        self.server_env = {"BENCH_STORE_KIND": p.store, "BENCH_STORE_PATH": str(self.store_path)}
+        self.server_options = {"store_kind": p.store, "store_path": str(self.store_path)}
         self._window_jobs: list[dict] = []
 
     def _check_store(self) -> None:
@@ -332,10 +332,7 @@ def run(data: workload.Dataset, model: Model, params: HybridParams, context: Run
         "fixed_costs_s": dict(backend.fixed_costs_s),
     }
     result.metrics = m
-    for reason in s["invalid_reasons"]:
-        result.invalidate(f"main window: {reason}")
-    if busy := capacity.contended(cap):
-        result.invalidate(busy)
+    openloop.apply_verdicts(result, main, cap)
     if m["score_mismatches"]:
         result.invalidate(f"{m['score_mismatches']} answered score(s) differ from predict() on the same row")
     if params.hit_ratio == 1 and m["fallback_latency_s"]:
@@ -343,19 +340,9 @@ def run(data: workload.Dataset, model: Model, params: HybridParams, context: Run
     failed = [j for j in window_jobs if not j["ok"] and not (j["killed"] and j["killed_by"] == "fault")]
     if failed:
         result.invalidate(f"{len(failed)} refresh job(s) failed without a fault: {failed[0].get('error') or failed[0]}")
-    main_frame = main.obs.frame(window="main", offered_rate=float(params.rate), warmup_s=float(params.warmup_s))
-    main_frame = main_frame.with_columns(
-        pl.Series("from_store", main.answers.from_store),
-        pl.Series("age_s", main.answers.age_s),
-        pl.Series("as_of", main.answers.as_of),
-    )
-    result.samples = pl.concat(
-        [main_frame]
-        + [
-            w.obs.frame(window=w.name, offered_rate=float(w.rate), warmup_s=float(params.warmup_s)) for w in windows[1:]
-        ],
-        how="diagonal_relaxed",
-    )
+    a = main.answers
+    answers = {"from_store": a.from_store, "age_s": a.age_s, "as_of": a.as_of}
+    result.samples = openloop.samples_frame(windows, params.warmup_s, columns={"main": answers})
     return result
 
 
@@ -382,4 +369,21 @@ def _batch_fault(main: Window, jobs: list[dict], params: HybridParams) -> dict |
     }
 
 
-PATTERN = Pattern(name="hybrid", params=HybridParams, run=run, notebook="40_hybrid.ipynb")
+def hybrid_point_label(values: dict) -> str:
+    """A sweep point in a progress line: the store and hit ratio, and the fault when there is one."""
+    return hybrid_label(values) + (", refresh killed" if values.get("fault_batch_kill_at_s") else "")
+
+
+PATTERN = Pattern(
+    name="hybrid",
+    params=HybridParams,
+    run=run,
+    notebook="40_hybrid.ipynb",
+    family="hybrid",
+    cost_kind="job+always-on",
+    label=hybrid_point_label,
+    sweep=Sweep(base="hybrid", variants="hybrid_variants", compiled="hybrid_compiled"),
+    view="bench.views.hybrid",
+    latency_key="lookup_latency_s",
+    limits="capacity",
+)

@@ -34,7 +34,7 @@ from bench.core.params import require_positive
 from bench.data import workload
 from bench.measure import metrics
 from bench.model import Model, make_predictor
-from bench.patterns.base import Pattern, PatternParams, RunContext, new_result
+from bench.patterns.base import Pattern, PatternParams, RunContext, Sweep, new_result
 from bench.results import RunResult, ensure_writable
 
 DEFAULT_CALL_SIZES = "1,10,100,1000,10000,100000,1000000"
@@ -234,4 +234,19 @@ def run(data: workload.Dataset, model: Model, params: PredictorParams, context: 
     return result
 
 
-PATTERN = Pattern(name="predictor", params=PredictorParams, run=run, notebook="05_predictor.ipynb")
+def predictor_point_label(values: dict) -> str:
+    """A sweep point in a progress line: the call sizes measured."""
+    return f"rows per call {values.get('call_sizes')}"
+
+
+PATTERN = Pattern(
+    name="predictor",
+    params=PredictorParams,
+    run=run,
+    notebook="05_predictor.ipynb",
+    family="predictor",
+    cost_kind="none",
+    label=predictor_point_label,
+    sweep=Sweep(base="predictor", variants="predictor_variants", compiled="predictor_compiled"),
+    view="bench.views.limits",
+)

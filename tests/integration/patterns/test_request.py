@@ -16,6 +16,7 @@ from bench.patterns.base import RunContext
 from bench.patterns.request import RequestParams, run
 from bench.systems.http_app import APPS
 from bench.systems.process import ServerProcess
+from bench.systems.server_config import ServerConfig
 
 # ---------------------------------------------------------------------------------- schedules
 
@@ -112,7 +113,7 @@ def _small(**overrides) -> RequestParams:
 def server(tmp_path_factory, request):
     small_model = request.getfixturevalue("small_model")
     log = tmp_path_factory.mktemp("srv") / "server.log"
-    srv = ServerProcess(small_model.path, log, app=request.param).start(timeout_s=60)
+    srv = ServerProcess(ServerConfig(str(small_model.path), app=request.param), log).start(timeout_s=60)
     yield srv, small_model
     srv.stop()
 
@@ -194,7 +195,7 @@ def test_server_that_cannot_start_reports_its_log(tmp_path):
     bad = tmp_path / "model.txt"
     bad.write_text("not a model")
     with pytest.raises(BenchError, match="log tail"):
-        ServerProcess(bad, tmp_path / "server.log").start(timeout_s=30)
+        ServerProcess(ServerConfig(str(bad)), tmp_path / "server.log").start(timeout_s=30)
 
 
 @pytest.mark.parametrize(("backend", "app"), [("inprocess", "fastapi"), ("http", "fastapi"), ("http", "asgi")])
@@ -374,9 +375,9 @@ def test_row_builder_equals_the_old_one_with_nulls_and_refuses_what_is_not_a_num
 
 
 def test_scorer_uses_a_predictors_single_row_entry_when_it_has_one(small_model, monkeypatch):
-    from bench.serve import http_app
+    from bench.systems import http_app
 
-    plain = http_app.Scorer(str(small_model.path), gc_freeze=False)
+    plain = http_app.Scorer(ServerConfig(str(small_model.path), gc_freeze=False))
     row = [0.5] * http_app.N_FEATURES
     status, body = plain.predict(json.dumps({"features": row}).encode())
     want = float(make_predictor(small_model).predict(np.array([row]))[0])
@@ -398,7 +399,7 @@ def test_scorer_uses_a_predictors_single_row_entry_when_it_has_one(small_model, 
     monkeypatch.setattr(
         http_app.model_mod, "make_predictor", lambda *a, **k: made.append(WithRow(real(*a, **k))) or made[-1]
     )
-    scorer = http_app.Scorer(str(small_model.path), gc_freeze=False)
+    scorer = http_app.Scorer(ServerConfig(str(small_model.path), gc_freeze=False))
     status, body = scorer.predict(json.dumps({"features": row}).encode())
     assert status == 200 and json.loads(body)["score"] == want and made[0].rows == 1
 

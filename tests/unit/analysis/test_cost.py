@@ -6,41 +6,10 @@ from dataclasses import replace
 
 import polars as pl
 import pytest
+from helpers import PRICES, as_compiled, batch_run, service_run
 
 from bench.analysis import cost
 from bench.core.errors import BenchError
-from bench.results import RunResult
-
-PRICES = cost.Prices("test", vcpu_hour=0.04, gib_hour=0.0, granularity_s=1, minimum_s=60)
-
-
-def _run(run_id, pattern, backend, metrics, valid=True) -> RunResult:
-    return RunResult(run_id, pattern, backend, "test", {}, metrics, {}, valid=valid)
-
-
-def _batch(run_id, rows=1_000_000, rows_per_s=100_000.0, cpu_s=20.0, fixed=2.0, valid=True):
-    wall = rows / rows_per_s
-    m = {
-        "predictions": rows,
-        "throughput_per_s": rows_per_s,
-        "cpu_seconds": cpu_s,
-        "wall_seconds": wall,
-        "provisioned_core_seconds": 2 * wall,
-        "fixed_costs_s": {"model_load": fixed},
-        "peak_rss_bytes": 2**30,
-    }
-    return _run(run_id, "batch", "local/lightgbm", m, valid)
-
-
-def _service(run_id, capacity=2_000.0, backend="http/lightgbm", pattern="request", cores=1, valid=True):
-    m = {
-        "predictions": 2_000,
-        "cpu_seconds": 2.0,
-        "wall_seconds": 10.0,
-        "provisioned_core_seconds": cores * 10.0,
-        "capacity": {"rate_per_s": capacity, "slo_ms": 50.0},
-    }
-    return _run(run_id, pattern, backend, m, valid)
 
 
 def test_the_repo_price_table_loads_and_overrides_apply():
@@ -85,7 +54,7 @@ def test_bad_workloads_are_refused(field, value, message):
 
 
 def test_batch_cost_is_the_jobs_billed_time():
-    m = cost.batch_measures([_batch("b1")])[0]
+    m = cost.batch_measures([batch_run("b1")])[0]
     w = cost.Workload(1e6, batch_every_h=24)
     c = cost.batch_cost(m, w, PRICES)
     assert c["job_wall_s"] == pytest.approx(12.0)  # 1M rows at 100k/s + 2 s fixed
@@ -96,7 +65,7 @@ def test_batch_cost_is_the_jobs_billed_time():
 
 
 def test_service_replicas_cover_the_peak_and_the_availability_minimum():
-    m = cost.service_measures([_service("s1", capacity=50.0)], "request", "http/lightgbm")[0]
+    m = cost.service_measures([service_run("s1", capacity=50.0)], "request", "http/lightgbm")[0]
     busy = cost.service_cost(m, cost.Workload(100 * 86_400, peak_to_mean=3.0), PRICES)
     assert busy["units"] == 6  # 300/s peak over 50/s per replica
     assert busy["cost_per_day"] == pytest.approx(6 * 24 * 0.04)
@@ -106,13 +75,13 @@ def test_service_replicas_cover_the_peak_and_the_availability_minimum():
 
 def test_options_use_valid_runs_at_the_largest_size_and_say_what_is_missing():
     runs = [
-        _batch("small", rows=10_000, rows_per_s=10.0),
-        _batch("big1"),
-        _batch("big2"),
-        _batch("bad", valid=False, rows_per_s=1.0),
-        _service("s1"),
-        _service("inproc", backend="inprocess/lightgbm"),
-        _service("nocap", backend="ray_serve/lightgbm", capacity=0.0),
+        batch_run("small", rows=10_000, rows_per_s=10.0),
+        batch_run("big1"),
+        batch_run("big2"),
+        batch_run("bad", valid=False, rows_per_s=1.0),
+        service_run("s1"),
+        service_run("inproc", backend="inprocess/lightgbm"),
+        service_run("nocap", backend="ray_serve/lightgbm", capacity=0.0),
     ]
     found, missing = cost.options(runs)
     labels = {o.label: o for o in found}
@@ -124,7 +93,7 @@ def test_options_use_valid_runs_at_the_largest_size_and_say_what_is_missing():
 
 def test_sweep_and_crossover_follow_the_measurements():
     # batch: 1 CPU-ms per prediction, 1 row/ms; always-on: 2 replicas of 1 core, 10k/s each
-    runs = [_batch("b", rows_per_s=1_000.0, cpu_s=1_000.0, fixed=0.0), _service("s", capacity=10_000.0)]
+    runs = [batch_run("b", rows_per_s=1_000.0, cpu_s=1_000.0, fixed=0.0), service_run("s", capacity=10_000.0)]
     w = cost.Workload(1e3, peak_to_mean=1.0, min_replicas=2)
     table = cost.sweep(runs, PRICES, w, volumes=[1e3, 1e6, 1e8, 1e9])
     assert set(table["option"]) == {"batch (local)", "real-time http/lightgbm"}
@@ -132,7 +101,7 @@ def test_sweep_and_crossover_follow_the_measurements():
     assert cross.height == 1 and cross["cheaper_above"][0] == "real-time http/lightgbm"
     # batch costs 2 cores × rows/1000 s; always-on 2 cores × 86,400 s: equal at 86.4M predictions/day
     assert cross["crosses_at_per_day"][0] == pytest.approx(86.4e6, rel=0.6)
-    faster = cost.sweep([_batch("b", rows_per_s=2_000.0, cpu_s=1_000.0, fixed=0.0), runs[1]], PRICES, w, [1e8])
+    faster = cost.sweep([batch_run("b", rows_per_s=2_000.0, cpu_s=1_000.0, fixed=0.0), runs[1]], PRICES, w, [1e8])
     before = table.filter((pl.col("predictions_per_day") == 1e8) & (pl.col("option") == "batch (local)"))
     after = faster.filter(pl.col("option") == "batch (local)")
     assert after["cost_per_day"][0] == pytest.approx(before["cost_per_day"][0] / 2, rel=0.01)
@@ -140,30 +109,28 @@ def test_sweep_and_crossover_follow_the_measurements():
 
 def test_ratio_interval_reflects_the_spread_of_repeats():
     w = cost.Workload(1e8, peak_to_mean=1.0)
-    same = cost.Option("batch", "batch", tuple(cost.batch_measures([_batch("a"), _batch("b")])))
-    service = cost.Option("rt", "always-on", tuple(cost.service_measures([_service("s")], "request", "http/lightgbm")))
+    same = cost.Option("batch", "job", tuple(cost.batch_measures([batch_run("a"), batch_run("b")])))
+    service = cost.Option(
+        "rt", "always-on", tuple(cost.service_measures([service_run("s")], "request", "http/lightgbm"))
+    )
     flat = cost.ratio_interval(service, same, w, PRICES, draws=200)
     assert flat["ci95_low"] == pytest.approx(flat["ratio"]) == pytest.approx(flat["ci95_high"])
     spread = cost.Option(
         "batch",
-        "batch",
-        tuple(cost.batch_measures([_batch("a", rows_per_s=50_000.0), _batch("b"), _batch("c", rows_per_s=200_000.0)])),
+        "job",
+        tuple(
+            cost.batch_measures(
+                [batch_run("a", rows_per_s=50_000.0), batch_run("b"), batch_run("c", rows_per_s=200_000.0)]
+            )
+        ),
     )
     wide = cost.ratio_interval(service, spread, w, PRICES, draws=500)
     assert wide["ci95_low"] < wide["ratio"] < wide["ci95_high"] and wide["runs"] == (1, 3)
 
 
-def _compiled(r: RunResult, compile_s: float = 40.0) -> RunResult:
-    """The same run made with predictor=lleaves: its backend label, parameter and compile fixed cost."""
-    r.backend = r.backend.replace("lightgbm", "lleaves")
-    r.params = {**r.params, "predictor": "lleaves"}
-    r.metrics.setdefault("fixed_costs_s", {})["predictor_compile"] = compile_s
-    return r
-
-
 def test_the_predictor_is_a_cost_dimension_and_its_build_is_paid_once_per_release():
-    runs = [_batch("b"), _compiled(_batch("bc", rows_per_s=300_000.0, cpu_s=5.0)), _service("rt")]
-    runs.append(_compiled(_service("rtc", capacity=4_000.0)))
+    runs = [batch_run("b"), as_compiled(batch_run("bc", rows_per_s=300_000.0, cpu_s=5.0)), service_run("rt")]
+    runs.append(as_compiled(service_run("rtc", capacity=4_000.0)))
     opts = {o.label: o for o in cost.options(runs)[0]}
     assert {"batch (local)", "batch (local, lleaves)", "real-time http/lightgbm", "real-time http/lleaves"} <= set(opts)
     assert [m.run_id for m in opts["batch (local)"].measures] == ["b"]  # never pooled across predictors

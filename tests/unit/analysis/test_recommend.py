@@ -7,25 +7,26 @@ import math
 from dataclasses import replace
 
 import pytest
-from test_cost import PRICES, _batch, _run, _service
+from helpers import PRICES, batch_run, run_result, service_run
 
 from bench import results
-from bench.analysis import cost, recommend
-from bench.analysis.recommend import Answers
+from bench.analysis import answers, cost, recommend
+from bench.analysis.answers import Answers
 from bench.app import cli
 from bench.core.errors import BenchError
+from bench.views import recommend as recommend_view
 
 BASE = cost.Workload(1.0)
 
 
 def _rt(run_id="rt", capacity=2_000.0, p99=0.004):
-    r = _service(run_id, capacity=capacity)
+    r = service_run(run_id, capacity=capacity)
     r.metrics["latency_s"] = {"p99": p99, "count": 20_000}
     return r
 
 
 def _stream(run_id="st", capacity=40_000.0, p99=0.06):
-    r = _service(run_id, capacity=capacity, backend="ray/b1000-w50ms", pattern="microbatch", cores=2)
+    r = service_run(run_id, capacity=capacity, backend="ray/b1000-w50ms", pattern="microbatch", cores=2)
     r.metrics["latency_s"] = {"p99": p99, "count": 20_000}
     return r
 
@@ -40,11 +41,11 @@ def _hybrid(run_id="hy", capacity=3_000.0, p99=0.002, job_rows_per_s=50_000.0, j
         "latency_s": {"p99": p99, "count": 2_000},
         "job": {"rows_per_s": job_rows_per_s, "fixed_s": job_fixed_s, "cores": 1, "cpu_s": 3.0, "rows": 100_000},
     }
-    return _run(run_id, "hybrid", "sqlite/lightgbm", m)
+    return run_result(run_id, "hybrid", "sqlite/lightgbm", m)
 
 
 def _runs(rt_capacity=2_000.0):
-    return [_batch("b", fixed=0.5), _rt(capacity=rt_capacity), _stream()]
+    return [batch_run("b", fixed=0.5), _rt(capacity=rt_capacity), _stream()]
 
 
 def _reasons(rec) -> dict[str, str]:
@@ -84,24 +85,24 @@ def test_each_bad_answer_is_refused_naming_its_field(field, value, message):
     [("50ms", 0.05), ("2s", 2.0), ("5min", 300.0), ("24h", 86_400.0), ("1d", 86_400.0), (3, 3.0), (" 1.5 h", 5400.0)],
 )
 def test_durations_parse(text, seconds):
-    assert recommend.parse_duration(text) == pytest.approx(seconds)
+    assert answers.parse_duration(text) == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("bad", ["5 parsecs", "", "-1s", "1e400s", "ms"])
 def test_bad_durations_say_what_is_expected(bad):
     with pytest.raises(BenchError, match="'latency_s' must be"):
-        recommend.parse_duration(bad, "latency_s")
+        answers.parse_duration(bad, "latency_s")
 
 
 def test_volumes_parse_with_suffixes():
-    assert [recommend.parse_volume(v) for v in ("1e6", "250k", "3.2M", "1B", 7)] == [1e6, 2.5e5, 3.2e6, 1e9, 7.0]
+    assert [answers.parse_volume(v) for v in ("1e6", "250k", "3.2M", "1B", 7)] == [1e6, 2.5e5, 3.2e6, 1e9, 7.0]
 
 
 def test_bad_inputs_to_recommend_are_refused_before_any_work():
     with pytest.raises(BenchError, match="needs Answers"):
         recommend.recommend({"latency_s": 1}, _runs(), PRICES, BASE)
     with pytest.raises(BenchError, match="cost.Prices"):
-        recommend.recommend(recommend.USE_CASES[0], _runs(), "aws", BASE)
+        recommend.recommend(answers.USE_CASES[0], _runs(), "aws", BASE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ def test_cheap_batch_wins_a_scheduled_daily_question():
     assert c.cost_per_day == pytest.approx(job["cost_per_day"])
     reasons = _reasons(rec)
     assert reasons["real-time http/lightgbm"].startswith("costs $1.92/day more (")
-    assert "Recommended: batch (local)" in rec.text() and "every 24 h" in rec.text()
+    assert "Recommended: batch (local)" in recommend_view.text(rec) and "every 24 h" in recommend_view.text(rec)
 
 
 def test_batch_runs_as_often_as_freshness_demands_and_no_more():
@@ -171,7 +172,7 @@ def test_a_measured_capacity_or_a_price_moves_the_pick_and_its_cost():
 
 def test_the_flip_is_found_where_the_costs_cross():
     # batch: 1 row/ms on 2 cores; real time: 2 replicas of 1 core, never more below 1.7B/day at peak 1×
-    runs = [_batch("b", rows_per_s=1_000.0, cpu_s=1_000.0, fixed=0.0), _rt(capacity=10_000.0)]
+    runs = [batch_run("b", rows_per_s=1_000.0, cpu_s=1_000.0, fixed=0.0), _rt(capacity=10_000.0)]
     base = cost.Workload(1.0, peak_to_mean=1.0, min_replicas=2)
     rec = recommend.recommend(Answers("3d", "3d", "schedule", 1e6), runs, PRICES, base)
     assert rec.choice.label == "batch (local)"
@@ -180,7 +181,7 @@ def test_the_flip_is_found_where_the_costs_cross():
     assert (flip.before, flip.after) == ("batch (local)", "real-time http/lightgbm")
     # 2 cores × V / 1000 s = 2 replicas × 1 core × 86,400 s  ->  V = 86.4M predictions/day
     assert flip.at_per_day == pytest.approx(86.4e6, rel=1e-3)
-    assert "above 86.4M predictions/day, real-time http/lightgbm becomes the pick" in rec.text()
+    assert "above 86.4M predictions/day, real-time http/lightgbm becomes the pick" in recommend_view.text(rec)
     cheaper = recommend.recommend(Answers("3d", "3d", "schedule", 1e6), runs, replace(PRICES, vcpu_hour=0.08), base)
     assert cheaper.flips[0].at_per_day == pytest.approx(flip.at_per_day, rel=1e-3)  # prices scale both sides
 
@@ -188,16 +189,16 @@ def test_the_flip_is_found_where_the_costs_cross():
 def test_nothing_feasible_names_the_closest_and_what_it_misses_by():
     rec = recommend.recommend(Answers("1ms", "1s", "request", 1e6), _runs(), PRICES, BASE, flip_volumes=None)
     assert rec.choice is None and rec.closest.label == "real-time http/lightgbm"
-    text = rec.text()
+    text = recommend_view.text(rec)
     assert "Nothing measured meets these answers. Closest: real-time http/lightgbm" in text
     assert "p99 4 ms > 1 ms acceptable (4× over)" in text
     assert rec.to_dict()["recommended"] is None
-    none = recommend.recommend(Answers("1s", "1s", "request", 1e6), [_batch("b")], PRICES, BASE, flip_volumes=None)
-    assert none.choice is None and none.closest is None and "Nothing measured can serve" in none.text()
+    none = recommend.recommend(Answers("1s", "1s", "request", 1e6), [batch_run("b")], PRICES, BASE, flip_volumes=None)
+    assert none.choice is None and none.closest is None and "Nothing measured can serve" in recommend_view.text(none)
 
 
 def test_the_seven_use_cases_all_produce_a_row():
-    assert [a.name for a in recommend.USE_CASES] == [
+    assert [a.name for a in answers.USE_CASES] == [
         "churn",
         "fraud",
         "demand forecasting",
@@ -206,13 +207,13 @@ def test_the_seven_use_cases_all_produce_a_row():
         "lead scoring",
         "content moderation",
     ]
-    assert all(a.assumption for a in recommend.USE_CASES)
-    t = recommend.table(recommend.USE_CASES, _runs(), PRICES, BASE)
+    assert all(a.assumption for a in answers.USE_CASES)
+    t = recommend_view.table(answers.USE_CASES, _runs(), PRICES, BASE)
     assert t.height == 7 and t["use case"].to_list()[0] == "churn"
     picks = dict(zip(t["use case"], t["recommended"], strict=True))
     assert picks["churn"] == "batch (local)" and picks["fraud"] == "real-time http/lightgbm"
     assert all(t["recommended"].str.len_chars() > 0) and all(t["flips"].str.len_chars() > 0)
-    empty = recommend.table(recommend.USE_CASES, [], PRICES, BASE, flip_volumes=None)
+    empty = recommend_view.table(answers.USE_CASES, [], PRICES, BASE, flip_volumes=None)
     assert empty.height == 7 and empty["cost/day ($)"].null_count() == 7  # no runs: no figure invented
 
 
@@ -252,7 +253,7 @@ def test_cli_recommend_end_to_end(tmp_path, capsys):
     assert doc["recommendations"][0]["prices"].startswith("aws-spot")
     assert cli.main(["recommend", "--use-cases", "--results", str(root)]) == 0
     out = capsys.readouterr().out
-    assert all(f"{a.name}: " in out for a in recommend.USE_CASES)
+    assert all(f"{a.name}: " in out for a in answers.USE_CASES)
 
 
 @pytest.mark.parametrize(

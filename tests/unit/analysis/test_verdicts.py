@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from test_cost import PRICES, _batch, _service
+from helpers import PRICES, as_compiled, batch_run, service_run
 
 from bench.analysis import cost, verdicts
 from bench.results import RunResult
@@ -16,15 +16,15 @@ def _inprocess(run_id: str, cpu_s: float = 1.0) -> RunResult:
 
 
 def _stream(run_id: str, capacity: float = 40_000.0) -> RunResult:
-    r = _service(run_id, capacity=capacity, backend="ray/b1000-w50ms", pattern="microbatch", cores=2)
+    r = service_run(run_id, capacity=capacity, backend="ray/b1000-w50ms", pattern="microbatch", cores=2)
     r.metrics["latency_s"] = {"p99": 0.06}
     return r
 
 
 def _runs(batch_rows_per_s: float = 100_000.0, rt_capacity: float = 2_000.0):
-    rt = _service("rt", capacity=rt_capacity)
+    rt = service_run("rt", capacity=rt_capacity)
     rt.metrics["latency_s"] = {"p99": 0.004}
-    return [_batch("b", rows_per_s=batch_rows_per_s, fixed=0.02), rt, _inprocess("ip"), _stream("st")]
+    return [batch_run("b", rows_per_s=batch_rows_per_s, fixed=0.02), rt, _inprocess("ip"), _stream("st")]
 
 
 def test_every_claim_has_a_row_and_unmeasured_ones_say_what_they_need():
@@ -45,7 +45,7 @@ def test_changing_a_result_changes_the_table():
 
 
 def test_missing_patterns_leave_verdicts_pending_not_guessed():
-    t = verdicts.table([_batch("b")], PRICES, cost.Workload(1e5))
+    t = verdicts.table([batch_run("b")], PRICES, cost.Workload(1e5))
     assert all(v.startswith("pending") for v in t.filter(t["claim"] != "C4")["verdict"])
     invalid = _runs()
     for r in invalid:
@@ -54,7 +54,7 @@ def test_missing_patterns_leave_verdicts_pending_not_guessed():
 
 
 def _live(run_id: str, p99: float = 0.003, **params) -> RunResult:
-    r = _service(run_id)
+    r = service_run(run_id)
     r.params = {"backend": "http", "server_app": "fastapi", **params}
     r.metrics |= {"latency_s": {"p50": p99 / 2, "p99": p99, "count": 2_000}, "cpu_seconds_per_prediction": 0.001}
     return r
@@ -114,11 +114,9 @@ def test_hybrid_fault_and_feature_claims_follow_their_runs():
 
 
 def test_verdicts_per_predictor_never_mix_backends_and_say_what_changed():
-    from test_cost import _compiled
-
     w = cost.Workload(1e5)
     native = _runs()
-    compiled = [_compiled(r) for r in _runs(batch_rows_per_s=400_000.0, rt_capacity=8_000.0)]
+    compiled = [as_compiled(r) for r in _runs(batch_rows_per_s=400_000.0, rt_capacity=8_000.0)]
     for r, suffix in zip(compiled, "1234", strict=True):
         r.run_id += f"-c{suffix}"
     t = verdicts.table(native + compiled, PRICES, w)

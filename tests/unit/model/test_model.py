@@ -16,7 +16,7 @@ import pytest
 from bench import model
 from bench.core.errors import BenchError
 from bench.data import workload
-from bench.model import ModelParams
+from bench.model import ModelParams, training
 
 #: Large enough for a stable AUC (holdout of 4,000 rows), small enough to train in well under a second.
 QUALITY_PARAMS = ModelParams(train_rows=20_000, trees=30, leaves=15, num_threads=1)
@@ -106,7 +106,7 @@ def test_ensure_model_caches(small_model: model.Model, data_dir: Path, monkeypat
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("train() called although the model is on disk")
 
-    monkeypatch.setattr(model, "train", fail)
+    monkeypatch.setattr(training, "train", fail)  # what ensure_model calls
     again = model.ensure_model(ModelParams(**small_model.meta["params"]), directory=data_dir)
     assert again.path == small_model.path
     assert again.sha256 == small_model.sha256

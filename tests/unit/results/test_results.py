@@ -1,4 +1,4 @@
-"""RunResult files: atomic write, strict load, load_all's triage, provenance and raw samples."""
+"""RunResult files: atomic write, strict load of the current version, load_all's triage, provenance, raw samples."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import lightgbm as lgb
 import polars as pl
 import pytest
 
-from bench.measure import metrics
 from bench import results
 from bench.core.errors import BenchError
+from bench.measure import metrics
 from bench.results import RunResult
 
 
@@ -157,9 +157,11 @@ REFUSED: dict[str, tuple[Callable[[dict], None], str]] = {
     "missing provenance": (_drop("provenance"), "missing field 'provenance'"),
     "params not a dict": (_set("params", [1, 2]), "field 'params' must be dict"),
     "valid not a bool": (_set("valid", "yes"), "field 'valid' must be bool"),
-    "schema_version 2": (_set("schema_version", 2), "schema_version 2 is not supported"),
-    "schema_version missing": (_drop("schema_version"), "schema_version None is not supported"),
+    "schema_version 3": (_set("schema_version", 3), "schema_version 3 is not supported"),
+    "schema_version 0": (_set("schema_version", 0), "schema_version 0 is not supported"),
+    "schema_version missing": (_drop("schema_version"), "has no schema_version"),
     "schema_version as text": (_set("schema_version", "1"), "schema_version '1' is not supported"),
+    "schema_version null": (_set("schema_version", None), "schema_version None is not supported"),
     "metrics lack predictions": (lambda d: d["metrics"].pop("predictions"), "metrics lack ['predictions']"),
     "metrics lack latency": (lambda d: d["metrics"].pop("latency_s"), "metrics lack ['latency_s']"),
     "negative throughput": (_set("metrics", "throughput_per_s", -1.0), "metrics.throughput_per_s must be a number"),
@@ -168,6 +170,13 @@ REFUSED: dict[str, tuple[Callable[[dict], None], str]] = {
     "bool predictions": (_set("metrics", "predictions", True), "metrics.predictions must be a number"),
     "latency without p99": (_set("metrics", "latency_s", {"count": 3}), "metrics.latency_s must be null or"),
     "latency as number": (_set("metrics", "latency_s", 0.1), "metrics.latency_s must be null or"),
+    "latency with a stray key": (_set("metrics", "latency_s", "p42", 0.1), "unknown key(s) ['p42']"),
+    "metrics lack memory": (lambda d: d["metrics"].pop("memory"), "metrics lack ['memory']"),
+    "memory as number": (_set("metrics", "memory", 5), "metrics.memory must hold exactly"),
+    "memory as float": (_set("metrics", "memory", "peak_rss_bytes", 1.5), "peak_rss_bytes must be null or an int"),
+    "negative memory": (_set("metrics", "memory", "peak_rss_bytes", -1), "peak_rss_bytes must be null or an int"),
+    "fixed cost as text": (_set("metrics", "fixed_costs_s", "model_load", "1s"), "metrics.fixed_costs_s must map"),
+    "fixed costs as list": (_set("metrics", "fixed_costs_s", [1.0]), "metrics.fixed_costs_s must map"),
     "provenance lacks git": (lambda d: d["provenance"].pop("git"), "provenance lacks 'git'"),
     "provenance lacks data sha": (lambda d: d["provenance"].pop("data_sha256"), "provenance lacks 'data_sha256'"),
     "invalid without reasons": (_set("valid", False), "invalid result must say why"),

@@ -1,0 +1,176 @@
+"""Train, save and load the LightGBM churn model.
+
+The model is content-addressed: its file name carries a hash of what it was trained from, and its
+metadata JSON records the sha256 of the text file, the feature names, the training time and the
+holdout AUC. Loading checks that the file is a LightGBM model of exactly the workload's features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+
+from bench.core import paths
+from bench.core.errors import BenchError
+from bench.core.params import require_positive
+from bench.data import workload
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Training parameters (defaults: the model the article's comparison is run with)."""
+
+    train_rows: int = 200_000
+    data_seed: int = 1
+    trees: int = 200
+    leaves: int = 63
+    seed: int = 0
+    num_threads: int = 2
+    holdout_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        require_positive("model", train_rows=self.train_rows, trees=self.trees, num_threads=self.num_threads)
+        if self.leaves < 2:
+            raise BenchError(f"model parameter 'leaves' must be >= 2, got {self.leaves}")
+        if not 0 < self.holdout_fraction < 1:
+            raise BenchError(f"model parameter 'holdout_fraction' must be in (0, 1), got {self.holdout_fraction}")
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded model: the booster plus the metadata that identifies it."""
+
+    path: Path
+    booster: lgb.Booster
+    sha256: str
+    meta: dict
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.booster.feature_name())
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve via the rank-sum (Mann-Whitney U) identity, ties averaged."""
+    labels = np.asarray(labels).astype(bool)
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = np.asarray(scores)[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    pos = labels.sum()
+    neg = len(labels) - pos
+    if pos == 0 or neg == 0:
+        raise BenchError("AUC needs both classes in the holdout")
+    return float((ranks[labels].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+
+
+def _model_key(params: ModelParams, data_sha: str) -> str:
+    blob = json.dumps({"data": data_sha, **asdict(params), "lightgbm": lgb.__version__}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def train(params: ModelParams, directory: Path | None = None) -> Model:
+    """Train on a generated dataset (holdout split by row), save text + metadata, return the loaded model."""
+    directory = directory or paths.data_dir()
+    ds = workload.ensure_dataset(params.train_rows, params.data_seed, directory)
+    df = pl.read_parquet(ds.path)
+    workload.validate(df, require_label=True, source=str(ds.path))
+    X = workload.feature_matrix(df)
+    y = df.get_column("churned").to_numpy()
+    n_hold = max(1, int(len(y) * params.holdout_fraction))
+    idx = np.random.default_rng(params.seed).permutation(len(y))
+    hold, fit = idx[:n_hold], idx[n_hold:]
+    lgb_params = {
+        "objective": "binary",
+        "num_leaves": params.leaves,
+        "learning_rate": 0.05,
+        "min_data_in_leaf": 50,
+        "feature_fraction": 0.9,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "seed": params.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": params.num_threads,
+        "verbosity": -1,
+    }
+    train_set = lgb.Dataset(
+        X[fit],
+        label=y[fit],
+        feature_name=list(workload.FEATURES),
+        categorical_feature=list(workload.CATEGORICAL_FEATURES),
+        free_raw_data=True,
+    )
+    t0 = time.perf_counter()
+    booster = lgb.train(lgb_params, train_set, num_boost_round=params.trees)
+    train_s = time.perf_counter() - t0
+    holdout_auc = auc(y[hold], booster.predict(X[hold], num_threads=params.num_threads))
+    path = directory / "models" / f"churn-{_model_key(params, ds.sha256)}.txt"
+    workload.atomic_write_bytes(path, lambda tmp: booster.save_model(str(tmp)))
+    meta = {
+        "format": "lightgbm-text",
+        "sha256": workload.sha256_file(path),
+        "feature_names": list(workload.FEATURES),
+        "categorical_features": list(workload.CATEGORICAL_FEATURES),
+        "params": asdict(params),
+        "train_data": ds.to_dict(),
+        "train_rows": len(fit),
+        "holdout_rows": len(hold),
+        "holdout_auc": round(holdout_auc, 5),
+        "train_seconds": round(train_s, 3),
+        "lightgbm_version": lgb.__version__,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    workload.atomic_write_bytes(
+        path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2, default=str))
+    )
+    return load(path)
+
+
+def ensure_model(params: ModelParams, directory: Path | None = None) -> Model:
+    """Load the model trained with ``params`` if it is on disk, else train it."""
+    directory = directory or paths.data_dir()
+    ds = workload.ensure_dataset(params.train_rows, params.data_seed, directory)
+    path = directory / "models" / f"churn-{_model_key(params, ds.sha256)}.txt"
+    if path.exists() and path.with_suffix(".json").exists():
+        return load(path)
+    return train(params, directory)
+
+
+def load(path: str | Path) -> Model:
+    """Load a LightGBM text model; refuse anything else, or a model of other features, by name."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"model file {str(path)!r} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head.startswith(b"tree\n"):
+        raise BenchError(f"model file {str(path)!r} is not a LightGBM text model (it must start with 'tree')")
+    try:
+        booster = lgb.Booster(model_file=str(path))
+    except lgb.basic.LightGBMError as exc:
+        raise BenchError(f"model file {str(path)!r} could not be parsed by LightGBM: {exc}") from exc
+    names = list(booster.feature_name())
+    if names != list(workload.FEATURES):
+        extra = sorted(set(names) - set(workload.FEATURES))
+        lacking = sorted(set(workload.FEATURES) - set(names))
+        raise BenchError(
+            f"model file {str(path)!r} has features that differ from the workload's: "
+            f"unexpected {extra}, missing {lacking}" + ("" if extra or lacking else ", order differs")
+        )
+    sha = workload.sha256_file(path)
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if meta and meta.get("sha256") != sha:
+        raise BenchError(f"model file {str(path)!r} does not match the sha256 in {meta_path.name}")
+    return Model(path, booster, sha, meta)
