@@ -17,6 +17,7 @@ from bench import model, results
 from bench.app import profiles
 from bench.core import paths
 from bench.core.errors import BenchError
+from bench.core.files import atomic_write_bytes
 from bench.core.params import from_string, parse
 from bench.patterns import registry
 
@@ -99,7 +100,6 @@ def export_html(notebook: Path, html: Path) -> Path:
     import nbformat
     from nbconvert import HTMLExporter
 
-    from bench.data.workload import atomic_write_bytes
 
     exporter = HTMLExporter()
     exporter.exclude_input = True

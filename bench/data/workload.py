@@ -7,9 +7,7 @@ dtypes, nulls, NaN/inf and out-of-range values. The data card is ``data/README.m
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ import polars as pl
 
 from bench.core import paths
 from bench.core.errors import BenchError
+from bench.core.files import atomic_write_bytes, sha256_file
 from bench.core.params import require_positive
 
 #: Bump when the generator changes: cached files with another version are regenerated.
@@ -299,26 +298,6 @@ class Dataset:
         d = dataclasses.asdict(self)
         d["path"] = str(self.path)
         return d
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers never see a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def dataset_path(rows: int, seed: int, directory: Path | None = None) -> Path:

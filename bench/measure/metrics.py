@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Self
 
 import numpy as np
@@ -134,6 +134,8 @@ class CpuUsage:
     system_busy_s: float | None  #: whole machine's busy time from /proc/stat, for a cross-check
     processes: int  #: distinct processes seen
     peak_rss_bytes: int  #: largest summed RSS of the tree over the samples
+    #: the same per root label (a server's own memory apart from the load generator's)
+    peak_rss_by_label: dict[str, int] = field(default_factory=dict)
 
     def foreign_cpu_s(self) -> float | None:
         """CPU the machine spent on processes outside the tree during the run (other work, noise)."""
@@ -170,6 +172,7 @@ class CpuUsage:
             "system_busy_s": self.system_busy_s,
             "processes": self.processes,
             "peak_rss_bytes": self.peak_rss_bytes,
+            "peak_rss_by_label": self.peak_rss_by_label,
             "foreign_cpu_s": self.foreign_cpu_s(),
         }
 
@@ -203,6 +206,7 @@ class CpuMeter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._peak_rss = 0
+        self._peak_rss_by_label: dict[str, int] = {}
         self._t0 = 0
         self._busy0: float | None = None
         self._started = False
@@ -235,6 +239,7 @@ class CpuMeter:
 
     def _sample(self, initial: bool = False) -> None:
         rss = 0
+        rss_by_label: dict[str, int] = {}
         with self._lock:
             for label, proc in self._walk():
                 try:
@@ -242,7 +247,9 @@ class CpuMeter:
                         t = proc.cpu_times()
                         key = (proc.pid, proc.create_time())
                         cpu = t.user + t.system
-                        rss += proc.memory_info().rss
+                        proc_rss = proc.memory_info().rss
+                        rss += proc_rss
+                        rss_by_label[label] = rss_by_label.get(label, 0) + proc_rss
                 except psutil.Error:
                     continue
                 entry = self._procs.get(key)
@@ -255,6 +262,8 @@ class CpuMeter:
                     entry.last = max(entry.last, cpu)
                     entry.label = label  # a root added later claims its processes
             self._peak_rss = max(self._peak_rss, rss)
+            for label, value in rss_by_label.items():
+                self._peak_rss_by_label[label] = max(self._peak_rss_by_label.get(label, 0), value)
 
     def sample(self) -> None:
         """Take a sample now (e.g. just before killing a tracked process, so its CPU so far counts)."""
@@ -294,6 +303,7 @@ class CpuMeter:
             system_busy_s=None if self._busy0 is None or busy1 is None else busy1 - self._busy0,
             processes=len(self._procs),
             peak_rss_bytes=self._peak_rss,
+            peak_rss_by_label=dict(self._peak_rss_by_label),
         )
         self._started = False
         return self.result

@@ -17,7 +17,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from bench.core import paths
+from bench.core import files, paths
 from bench.core.errors import BenchError
 from bench.core.params import require_positive
 from bench.data import workload
@@ -116,10 +116,10 @@ def train(params: ModelParams, directory: Path | None = None) -> Model:
     train_s = time.perf_counter() - t0
     holdout_auc = auc(y[hold], booster.predict(X[hold], num_threads=params.num_threads))
     path = directory / "models" / f"churn-{_model_key(params, ds.sha256)}.txt"
-    workload.atomic_write_bytes(path, lambda tmp: booster.save_model(str(tmp)))
+    files.atomic_write_bytes(path, lambda tmp: booster.save_model(str(tmp)))
     meta = {
         "format": "lightgbm-text",
-        "sha256": workload.sha256_file(path),
+        "sha256": files.sha256_file(path),
         "feature_names": list(workload.FEATURES),
         "categorical_features": list(workload.CATEGORICAL_FEATURES),
         "params": asdict(params),
@@ -131,7 +131,7 @@ def train(params: ModelParams, directory: Path | None = None) -> Model:
         "lightgbm_version": lgb.__version__,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    workload.atomic_write_bytes(
+    files.atomic_write_bytes(
         path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=2, default=str))
     )
     return load(path)
@@ -168,7 +168,7 @@ def load(path: str | Path) -> Model:
             f"model file {str(path)!r} has features that differ from the workload's: "
             f"unexpected {extra}, missing {lacking}" + ("" if extra or lacking else ", order differs")
         )
-    sha = workload.sha256_file(path)
+    sha = files.sha256_file(path)
     meta_path = path.with_suffix(".json")
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     if meta and meta.get("sha256") != sha:

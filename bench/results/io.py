@@ -16,7 +16,7 @@ import polars as pl
 
 from bench.core import paths
 from bench.core.errors import BenchError
-from bench.data.workload import atomic_write_bytes
+from bench.core.files import atomic_write_bytes
 from bench.results.migrate import migrate
 from bench.results.schema import RunResult, check
 

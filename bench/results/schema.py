@@ -72,10 +72,13 @@ class Latency:
 _MEMORY_SOURCES = (
     ("job process tree", "peak_rss_bytes", None),  # batch and predictor: the job's own CpuMeter peak
     ("ray cluster with its actors", "ray", "rss_bytes_with_actors"),  # streaming: what the cluster holds
-    # per-request and hybrid: the meter sums one tree, so the server's peak includes the load generator's
-    # process (an upper bound: ~0.55 GiB for http/lightgbm in the v1 fixture, vs 0.31 GiB for inprocess)
+    # per-request and hybrid, when the meter kept no per-root peaks (v1 files) or the server is the
+    # generator's own process (inprocess): the whole tree, an upper bound for an HTTP server
+    # (~0.55 GiB for http/lightgbm in the v1 fixture, vs 0.31 GiB for inprocess)
     ("server and load generator", "cpu", "peak_rss_bytes"),
 )
+#: The load generator's root label in a per-request meter; every other root is the system under test.
+_GENERATOR = "generator"
 
 
 @dataclass
@@ -88,6 +91,14 @@ class Memory:
     @classmethod
     def of(cls, metrics: Mapping[str, Any]) -> Memory:
         """The memory a producer's metrics measured, from the most specific source they carry."""
+        cpu = metrics.get("cpu")
+        by_label = cpu.get("peak_rss_by_label") if isinstance(cpu, Mapping) else None
+        if "peak_rss_bytes" not in metrics and "ray" not in metrics and isinstance(by_label, Mapping):
+            # per-request and hybrid: the server's processes (and a Ray Serve cluster's) apart from the
+            # generator, whose process also holds the in-process predictor and the refresh jobs it spawns
+            served = [v for k, v in by_label.items() if k != _GENERATOR and _is_number(v)]
+            if served:
+                return cls(int(sum(served)), "server processes")
         for scope, key, inner in _MEMORY_SOURCES:
             block = metrics.get(key)
             value = block.get(inner) if inner and isinstance(block, Mapping) else None if inner else block

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.core import files
 from bench.core.errors import BenchError
 from bench.core.params import require_positive
-from bench.data import workload
 from bench.model.training import Model
 
 #: lleaves' compile options: one set, so one cache entry per model and machine
@@ -102,7 +102,7 @@ def ensure_compiled(model: Model, directory: Path | None = None) -> dict:
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     os.replace(tmp, path)
-    workload.atomic_write_bytes(record_path, lambda t: t.write_text(json.dumps(record, indent=2)))
+    files.atomic_write_bytes(record_path, lambda t: t.write_text(json.dumps(record, indent=2)))
     return {**record, "cache_hit": False}
 
 

@@ -13,6 +13,10 @@ again to another actor, a batch whose actor died is retried (up to ``max_attempt
 ends by its deadline whatever is still queued. CPU is metered for the whole process tree of the
 run: the driver, each actor (by pid), and the rest of the local Ray instance (raylet, GCS, idle
 workers) as Ray's own overhead.
+
+Modules: ``batcher`` (``MicroBatcher`` over the ``Pool`` interface: one window's source, batcher and
+sink), ``pool`` (``RayPool``: the actors on Ray); windows, capacity and verdicts come from
+``bench.measure.openloop``, shared with the per-request and hybrid patterns.
 """
 
 from __future__ import annotations

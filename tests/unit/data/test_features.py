@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from bench.core import files
 from bench.core.errors import BenchError
 from bench.data import features, workload
 from bench.data.features import AS_OF, WINDOW_DAYS
@@ -29,7 +30,7 @@ def test_log_has_the_schema_and_shape_of_an_activity_log(small_dataset, activity
         {"customer_id": workload.ID_COLUMN.dtype, "event_time": pl.Datetime("us"), "amount": pl.Float64()}
     )
     assert activity.rows == df.height and activity.per_customer == PER_CUSTOMER and activity.days == 365
-    assert activity.dataset_sha256 == small_dataset.sha256 and activity.sha256 == workload.sha256_file(activity.path)
+    assert activity.dataset_sha256 == small_dataset.sha256 and activity.sha256 == files.sha256_file(activity.path)
     # stored as a log: in time order, customers interleaved (no index for free)
     assert df["event_time"].is_sorted() and not df["customer_id"].is_sorted()
     assert df["event_time"].min() >= AS_OF - timedelta(days=365) and df["event_time"].max() < AS_OF

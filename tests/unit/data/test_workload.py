@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from bench.core import paths
+from bench.core import files, paths
 from bench.core.errors import BenchError
 from bench.data import workload
 
@@ -261,7 +261,7 @@ def test_small_dataset_file(small_dataset: workload.Dataset, data_dir: Path) -> 
     assert small_dataset.path.name == f"customers-r5000-s3-g{workload.GENERATOR_VERSION}.parquet"
     assert (small_dataset.rows, small_dataset.seed) == (5_000, 3)
     assert small_dataset.generator_version == workload.GENERATOR_VERSION
-    assert small_dataset.sha256 == workload.sha256_file(small_dataset.path)
+    assert small_dataset.sha256 == files.sha256_file(small_dataset.path)
     meta = json.loads(small_dataset.path.with_suffix(".json").read_text())
     assert meta["sha256"] == small_dataset.sha256
     assert (meta["rows"], meta["seed"]) == (5_000, 3)
@@ -308,14 +308,14 @@ def test_ensure_dataset_regenerates_on_hash_mismatch(tmp_path: Path, damage: str
         meta = json.loads(meta_path.read_text())
         meta["sha256"] = "0" * 64
         meta_path.write_text(json.dumps(meta))
-    assert workload.sha256_file(first.path) != json.loads(meta_path.read_text())["sha256"]
+    assert files.sha256_file(first.path) != json.loads(meta_path.read_text())["sha256"]
     old = first.path.stat().st_mtime_ns
     os.utime(first.path, ns=(old - 10**9, old - 10**9))  # a rewrite must show up as a newer mtime
 
     again = workload.ensure_dataset(2_000, seed=1, directory=tmp_path)
     assert again.path.stat().st_mtime_ns != old - 10**9
     assert again.sha256 == first.sha256  # generation (and the parquet writer) are deterministic
-    assert workload.sha256_file(again.path) == again.sha256
+    assert files.sha256_file(again.path) == again.sha256
     assert json.loads(meta_path.read_text())["sha256"] == again.sha256
     assert pl.read_parquet(again.path).equals(workload.generate(2_000, seed=1))
 
@@ -366,7 +366,7 @@ def test_open_dataset_existing(small_dataset: workload.Dataset, tmp_path: Path) 
     workload.generate(321, seed=9).write_parquet(foreign)
     other = workload.open_dataset(foreign)
     assert (other.rows, other.seed, other.generator_version) == (321, -1, -1)
-    assert other.sha256 == workload.sha256_file(foreign)
+    assert other.sha256 == files.sha256_file(foreign)
 
 
 def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:
@@ -375,7 +375,7 @@ def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:
     payload = os.urandom(3 * 1024 + 17)
     path = tmp_path / "blob"
     path.write_bytes(payload)
-    assert workload.sha256_file(path, chunk=1024) == hashlib.sha256(payload).hexdigest()
+    assert files.sha256_file(path, chunk=1024) == hashlib.sha256(payload).hexdigest()
 
 
 def test_atomic_write_leaves_no_temp_file_on_failure(tmp_path: Path) -> None:
@@ -388,7 +388,7 @@ def test_atomic_write_leaves_no_temp_file_on_failure(tmp_path: Path) -> None:
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        workload.atomic_write_bytes(target, boom)
+        files.atomic_write_bytes(target, boom)
     assert target.read_text() == "old"
     assert [p.name for p in target.parent.iterdir()] == ["out.txt"]
 

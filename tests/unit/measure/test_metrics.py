@@ -385,3 +385,20 @@ def test_call_size_summary_per_row_figures_are_totals_over_rows() -> None:
 def test_call_size_summary_rejects_bad_input(size: int, wall: list, cpu: list, match: str) -> None:
     with pytest.raises(BenchError, match=match):
         metrics.call_size_summary(size, wall, cpu)
+
+
+def test_cpu_meter_keeps_each_roots_peak_memory() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(64 << 20); time.sleep(30)"])
+    try:
+        meter = metrics.CpuMeter({"generator": os.getpid(), "server": proc.pid}, interval_s=None).start()
+        deadline = time.monotonic() + 20
+        while psutil.Process(proc.pid).memory_info().rss < 64 << 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        usage = meter.stop()
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    by_label = usage.to_dict()["peak_rss_by_label"]
+    assert set(by_label) == {"generator", "server"}
+    assert by_label["server"] >= 64 << 20  # the server's own 64 MiB, apart from the generator's
+    assert usage.peak_rss_bytes <= by_label["server"] + by_label["generator"]

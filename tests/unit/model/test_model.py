@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from bench import model
+from bench.core import files
 from bench.core.errors import BenchError
 from bench.data import workload
 from bench.model import ModelParams, training
@@ -62,7 +63,7 @@ def test_metadata_fields(small_model: model.Model, data_dir: Path) -> None:
     assert small_model.path.parent == data_dir / "models"
     assert small_model.path.name.startswith("churn-") and small_model.path.suffix == ".txt"
     assert meta["format"] == "lightgbm-text"
-    assert meta["sha256"] == workload.sha256_file(small_model.path) == small_model.sha256
+    assert meta["sha256"] == files.sha256_file(small_model.path) == small_model.sha256
     assert meta["feature_names"] == list(workload.FEATURES)
     assert small_model.feature_names == list(workload.FEATURES)
     assert meta["categorical_features"] == list(workload.CATEGORICAL_FEATURES)
@@ -197,7 +198,7 @@ def test_load_accepts_model_without_metadata(tmp_path: Path) -> None:
     _booster(list(workload.FEATURES)).save_model(str(path))
     loaded = model.load(path)
     assert loaded.meta == {}
-    assert loaded.sha256 == workload.sha256_file(path)
+    assert loaded.sha256 == files.sha256_file(path)
 
 
 def test_load_refuses_model_that_does_not_match_its_metadata(small_model: model.Model, tmp_path: Path) -> None:

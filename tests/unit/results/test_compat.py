@@ -283,3 +283,12 @@ def test_metrics_mapping_behaves_like_the_v1_dict() -> None:
 def test_a_stray_latency_key_is_refused_not_dropped() -> None:
     with pytest.raises(BenchError, match="unknown key"):
         Metrics.from_mapping({"latency_s": {"count": 1, "p99": 0.1, "p99.9": 0.2}})
+
+
+def test_a_servers_memory_is_its_own_not_the_load_generators() -> None:
+    m = {"cpu": {"peak_rss_bytes": 900, "peak_rss_by_label": {"generator": 600, "server": 250, "server_restarted": 50}}}
+    assert Memory.of(m) == Memory(300, "server processes")
+    # in-process: the generator's process is the server; no other root, so the whole tree
+    assert Memory.of({"cpu": {"peak_rss_bytes": 700, "peak_rss_by_label": {"generator": 700}}}) == Memory(
+        700, "server and load generator"
+    )
