@@ -174,4 +174,3 @@ def test_predictor_notebook_measures_the_predictor_alone(nb_results):
     assert m["max_abs_diff_vs_lightgbm"] == 0.0 and m["predictions"] >= 3 * 10000
     assert (run_dir / "05_predictor.ipynb").exists() and (run_dir / "samples.parquet").exists()
     assert "cpu_us_per_row" in _outputs_text(run_dir / "05_predictor.ipynb")  # the per-size table
-
