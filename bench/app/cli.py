@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.app import pipeline, profiles
+from bench.app import pipeline, profiles, recommend
 from bench.core.errors import BenchError
 from bench.patterns import registry
 
@@ -68,8 +68,6 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "kernel":
             print(f"kernel: {pipeline.ensure_kernel()}")
         elif args.command == "recommend":
-            from bench.app import recommend
-
             print(
                 recommend.command(
                     latency=args.latency,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bench.measure.metrics import knee
+
 #: a window's verdict: True (sustainable), False (not), None (the load generator, not the system,
 #: set the limit — the search stops there and says so)
 Verdict = bool | None
@@ -107,8 +109,6 @@ def describe(
     found: Capacity, curve: list[dict], *, cores: float, slo_ms: float, window_s: float, knee_factor: float
 ) -> dict:
     """What a result records of a capacity search: the capacity, per core, what limited it, the curve, its knee."""
-    from bench.measure.metrics import knee
-
     return {
         "rate_per_s": found.rate_per_s,
         "per_core_per_s": found.rate_per_s / cores,

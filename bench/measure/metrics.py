@@ -18,6 +18,7 @@ import numpy as np
 import psutil
 
 from bench.core.errors import BenchError
+from bench.measure.load import Observations, generator_lag
 
 #: Share of the machine other processes may take during a run before the run is marked invalid.
 CONTENTION_SHARE = 0.20
@@ -337,8 +338,6 @@ def window_summary(
     up with the offered rate, and the generator's lag was small enough not to decide the verdict
     (``slo_decidable``: valid, or lag p99 under a tenth of the SLO).
     """
-    from bench.measure.load import generator_lag
-
     measured = obs.intended >= warmup_s
     window_s = max(float(obs.intended[measured].max() - warmup_s) if measured.any() else 0.0, 1e-9)
     offered = int(measured.sum())
@@ -431,8 +430,6 @@ def unavailability(obs, warmup_s: float = 0.0) -> dict | None:
 
 
 def _subset(obs, mask: np.ndarray):
-    from bench.measure.load import Observations
-
     return Observations(
         obs.intended[mask],
         obs.issued[mask],

@@ -94,3 +94,22 @@ def test_each_family_is_one_pattern():
     """Verdicts and cost options are built per family: two patterns of one family would be merged."""
     families = [registry.get(n).family for n in registry.names()]
     assert len(families) == len(set(families))
+
+
+def test_a_function_level_import_of_bench_says_why() -> None:
+    """No function-level import hides a cycle: the few lazy ones (Ray, an optional branch, a Ray actor's
+    own process) carry a comment on the line above saying why; import-linter checks the direction."""
+    unexplained = []
+    for path in sorted(BENCH.rglob("*.py")):
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for inner in ast.walk(node):
+                module = inner.module if isinstance(inner, ast.ImportFrom) else None
+                names = [a.name for a in inner.names] if isinstance(inner, ast.Import) else [module or ""]
+                if any(n == "bench" or n.startswith("bench.") for n in names):
+                    above = lines[inner.lineno - 2].strip() if inner.lineno > 1 else ""
+                    if not above.startswith("#"):
+                        unexplained.append(f"{path.relative_to(BENCH.parent)}:{inner.lineno}")
+    assert not unexplained, f"function-level imports of bench without a why-comment above: {unexplained}"

@@ -73,6 +73,8 @@ class Scorer:
     """One Ray Data actor: loads the model once, then validates, prepares and scores each batch."""
 
     def __init__(self, model_path: str, model_sha256: str, predictor: str, num_threads: int, source: str) -> None:
+        # In the actor's worker process: Ray pickles this class by value, so the model code is
+        # imported where the actor runs, not captured from the driver.
         from bench import model as model_mod
 
         with metrics.stopwatch() as load_s:

@@ -28,6 +28,8 @@ def _scorer_class():
         """One scoring actor: loads the model once, scores a batch of rows per call."""
 
         def __init__(self, model_path: str, predictor: str, num_threads: int) -> None:
+            # In the actor's worker process: Ray pickles this class by value, so the model code is
+            # imported where the actor runs, not captured from the driver.
             from bench import model as model_mod
 
             self.predictor = model_mod.make_predictor(model_mod.load(model_path), predictor, num_threads)

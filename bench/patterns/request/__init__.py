@@ -24,7 +24,7 @@ import polars as pl
 
 from bench.core.errors import BenchError
 from bench.core.params import require_choice, require_positive
-from bench.data import workload
+from bench.data import features, store, workload
 from bench.measure import load, metrics, openloop
 from bench.measure.httpclient import HttpPool
 from bench.model import Model, make_predictor
@@ -226,8 +226,6 @@ class HttpBackend(Backend):
         p = self.params
         if not p.aggregate:
             return
-        from bench.data import features, store
-
         activity = features.ensure_activity(data, per_customer=p.activity_per_customer)
         with metrics.stopwatch() as took:
             table = features.aggregate_all(pl.read_parquet(activity.path), customers=self.ids)
@@ -349,6 +347,7 @@ class _RayServe(HttpBackend):
 
     def start(self) -> None:
         # Lazy: Ray Serve (~0.6 s to import on this VM, on top of Ray) loads only for this backend.
+        # Lazy: this module imports Ray itself (~1.7 s on this VM); only a Ray Serve run pays for it.
         from bench.systems.ray_serve import RayServeServer
 
         p = self.params
