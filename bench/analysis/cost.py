@@ -1,168 +1,90 @@
-"""Cost model: what each pattern costs per day and per million predictions, from measured results only.
+"""Cost model: what each pattern costs per day, shaped like a bill, from measured results only.
 
-Prices come from a YAML table (``bench/prices.yaml``: named presets of illustrative list prices,
-dated; override by file or keyword). A workload says how many predictions a day, how often batch
-runs, how peaky the request rate is and how many replicas availability demands. Then:
-
-* **batch** — per job: rows / measured rows-per-second + measured fixed costs (model load, Ray start
-  where used), billed on the job's cores and memory at the price's granularity and minimum;
-* **always-on** (per-request backends, streaming configurations) — replicas × cores × 24 h, with
-  replicas = max(min replicas, ceil(peak rate / measured capacity per replica at the SLO));
-* **hybrid** — its batch jobs (each re-scores the whole customer base at the measured job rate, plus
-  the job's measured start-up) + its always-on lookup servers, sized like any always-on service by
-  the lookup capacity measured at the run's hit ratio;
-* **a compiled predictor's build** (lleaves) — paid once per model release, not per job or replica:
-  its measured compile time on one core, ``releases_per_day`` times a day (the object file is then
-  shipped to every job and replica of the same machine type);
-* **consumed** core-seconds (measured CPU per prediction × volume) are shown beside the
-  **provisioned** ones (what is billed, idle included).
+The pieces: ``catalogue`` (the dated price catalogue: sold sizes per platform, billing rules, line
+items, presets — ``prices.yaml``), ``bill`` (a day of one pattern priced as a bill charges it: the
+formulas per billed kind are in its docstring) and this module, which reads the runs into measures,
+lists the options they can cost, sweeps volumes, finds crossovers and bootstraps ratios.
 
 A pattern without the measurement it needs (no valid run, no capacity) gets no cost and a reason,
-never a guess. Ratios carry a bootstrap interval over repeated runs.
+never a guess. Ratios carry a bootstrap interval over repeated runs — or say that neither side depends
+on a measured quantity (a floor or a minimum sets both), when no interval can mean anything.
+
+The cost dict of ``Option.cost`` (every value per day unless named otherwise):
+
+* ``cost_per_day``, ``cost_per_month``, ``cost_per_million``;
+* ``breakdown``: $/day by part, summing to ``cost_per_day`` (``bill.BREAKDOWN``: compute, memory,
+  availability_floor, billing_minimum, platform_startup, requests, build, line_items);
+* ``line_items``: {name: $/day} (priced, not measured); ``priced_not_measured``: what in the bill
+  comes from the catalogue, not from a run, each with its date;
+* ``units`` + ``unit`` (jobs/day, replicas at the busiest hour, requests/day), ``replicas_by_hour``,
+  ``replica_hours``, ``job_wall_s`` (scoring + measured start), ``job_billed_s``, ``job_seconds``
+  ({score, measured_start, platform_startup, run, billed} of one job);
+* ``utilisation`` (always-on: load over the capacity at the SLO held; jobs and functions: busy share
+  of the billed time), ``cpu_utilisation`` (consumed / provisioned core-seconds),
+  ``provisioned_core_s``, ``consumed_core_s``, ``target_utilisation``, ``autoscale``;
+* ``platforms`` {role: platform}, ``sold_units`` {role: size}, ``priced_as`` (e.g. "service: measured
+  on AMD EPYC … (amd), priced as m7a.medium (1 vCPU, 4 GiB) on ec2-on-demand (amd)");
+* ``measured``: False when the cost is unchanged with every measured quantity halved or doubled (it
+  rests on floors and minimums only); ``notes``: what was not measured, lower bounds, cold starts;
+* ``build_cost_per_day``, hybrid's ``batch_cost_per_day``, a function's ``cold_start_s``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
-import yaml
 
-from bench.core.errors import BenchError
-from bench.core.params import require_positive
+from bench.analysis import bill
+from bench.analysis.bill import (
+    BREAKDOWN,
+    SECONDS_PER_DAY,
+    BatchMeasure,
+    HybridMeasure,
+    ServiceMeasure,
+    Workload,
+    batch_cost,
+    hybrid_cost,
+    service_cost,
+)
+from bench.analysis.catalogue import PRICES_FILE, Catalogue, Prices, load_catalogue, load_prices
 from bench.patterns import registry
 from bench.results import RunResult
 
-PRICES_FILE = Path(__file__).with_name("prices.yaml")
-SECONDS_PER_DAY = 86_400.0
-
-
-@dataclass(frozen=True)
-class Prices:
-    """One price preset: per vCPU-hour and per GiB-hour, billed in ``granularity_s`` steps with a minimum."""
-
-    name: str
-    vcpu_hour: float
-    gib_hour: float
-    granularity_s: float = 1.0
-    minimum_s: float = 0.0
-    as_of: str = ""
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        require_positive(f"prices {self.name!r}", vcpu_hour=self.vcpu_hour, granularity_s=self.granularity_s)
-        for name in ("gib_hour", "minimum_s"):
-            if getattr(self, name) < 0:
-                raise BenchError(f"prices {self.name!r}: {name!r} must be >= 0, got {getattr(self, name)}")
-
-    def billed_seconds(self, seconds: float) -> float:
-        """What a run of ``seconds`` is billed for: rounded up to the granularity, at least the minimum."""
-        return max(math.ceil(seconds / self.granularity_s) * self.granularity_s, self.minimum_s)
-
-    def per_hour(self, cores: float, gib: float) -> float:
-        return cores * self.vcpu_hour + gib * self.gib_hour
-
-
-def load_prices(path: str | Path | None = None, preset: str | None = None, **overrides: float) -> Prices:
-    """A preset from a price file (default: the repo's table), with any field overridden by keyword."""
-    path = Path(path) if path else PRICES_FILE
-    try:
-        table = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise BenchError(f"price file {str(path)!r} cannot be read as YAML: {exc}") from exc
-    presets = (table or {}).get("presets") if isinstance(table, dict) else None
-    if not isinstance(presets, dict) or not presets:
-        raise BenchError(f"price file {str(path)!r} has no 'presets' mapping")
-    name = preset or table.get("default") or next(iter(presets))
-    if name not in presets:
-        raise BenchError(f"price preset {name!r} is not in {str(path)!r}; expected one of: {', '.join(presets)}")
-    known = {f.name for f in fields(Prices)}
-    unknown = set(presets[name]) - known | set(overrides) - known
-    if unknown:
-        raise BenchError(f"price preset {name!r}: unknown field(s) {sorted(unknown)}; expected {sorted(known)}")
-    return Prices(**{"name": name, "as_of": str(table.get("as_of", "")), **presets[name], **overrides})
-
-
-@dataclass(frozen=True)
-class Workload:
-    """The business side: volume, batch schedule, how peaky requests are, availability."""
-
-    predictions_per_day: float
-    batch_every_h: float = 24.0  #: a batch job runs this often
-    peak_to_mean: float = 3.0  #: peak request rate over the mean rate
-    min_replicas: int = 2  #: always-on replicas kept for availability, however low the load
-    customers: float = 0.0  #: hybrid: scores pre-computed per batch (0 = one per prediction of the day)
-    releases_per_day: float = 1.0  #: model releases a day; each rebuilds a compiled predictor once
-
-    def __post_init__(self) -> None:
-        require_positive(
-            "Workload",
-            predictions_per_day=self.predictions_per_day,
-            batch_every_h=self.batch_every_h,
-            min_replicas=self.min_replicas,
-        )
-        if self.peak_to_mean < 1:
-            raise BenchError(f"Workload 'peak_to_mean' must be >= 1, got {self.peak_to_mean}")
-        if self.releases_per_day < 0:
-            raise BenchError(f"Workload 'releases_per_day' must be >= 0, got {self.releases_per_day}")
-        if self.customers < 0:
-            raise BenchError(f"Workload 'customers' must be >= 0, got {self.customers}")
-        if self.batch_every_h > 24 * 365:
-            raise BenchError(f"Workload 'batch_every_h' must be at most a year, got {self.batch_every_h}")
-
-    @property
-    def peak_rate_per_s(self) -> float:
-        return self.predictions_per_day / SECONDS_PER_DAY * self.peak_to_mean
-
-
-# --------------------------------------------------------------------------------------------
-# What each pattern's runs measured (one record per run, so repeats can be bootstrapped)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BatchMeasure:
-    run_id: str
-    rows_per_s: float
-    cpu_s_per_prediction: float
-    cores: float
-    fixed_s: float  #: measured fixed costs of one job (model load, Ray start, ...)
-    memory_gib: float
-    build_s: float = 0.0  #: a compiled predictor's measured build, once per model release
-
-
-@dataclass(frozen=True)
-class ServiceMeasure:
-    run_id: str
-    capacity_per_s: float  #: at the run's SLO, per replica
-    cores: float  #: cores one replica holds
-    cpu_s_per_prediction: float
-    memory_gib: float  #: 0 where the run did not measure it
-    slo_ms: float
-    build_s: float = 0.0  #: a compiled predictor's measured build, once per model release
-
-
-@dataclass(frozen=True)
-class HybridMeasure:
-    run_id: str
-    capacity_per_s: float  #: lookup server, at the run's SLO and hit ratio, per replica
-    cores: float  #: cores one lookup replica holds
-    cpu_s_per_prediction: float  #: lookup server CPU per answer
-    memory_gib: float
-    slo_ms: float
-    job_rows_per_s: float  #: the batch job's read + score + publish rate
-    job_fixed_s: float  #: the batch job's start-up (interpreter, imports, model load)
-    job_cores: float
-    job_cpu_s_per_row: float  #: the job's whole CPU over its rows (start-up included)
-    build_s: float = 0.0  #: a compiled predictor's measured build, once per model release
-
+__all__ = [
+    "BREAKDOWN",
+    "PRICES_FILE",
+    "SECONDS_PER_DAY",
+    "BatchMeasure",
+    "Catalogue",
+    "HybridMeasure",
+    "Option",
+    "Prices",
+    "ServiceMeasure",
+    "Workload",
+    "batch_cost",
+    "batch_measures",
+    "cost_kind",
+    "crossovers",
+    "hybrid_cost",
+    "hybrid_measures",
+    "load_catalogue",
+    "load_prices",
+    "options",
+    "predictor_of",
+    "ratio_interval",
+    "service_cost",
+    "service_measures",
+    "serving",
+    "sweep",
+]
 
 #: fixed costs paid once per model release rather than once per job or replica start
 PER_RELEASE_COSTS = ("predictor_compile",)
+#: the batch pattern's measured fresh interpreter to loaded model (it includes the model load)
+PROCESS_START = "process_start"
 
 
 def cost_kind(r: RunResult) -> str:
@@ -175,11 +97,22 @@ def predictor_of(r: RunResult) -> str:
     return r.params.get("predictor") or "lightgbm"
 
 
-def _fixed(m: dict) -> tuple[float, float]:
-    """A run's fixed costs split into (per job or start, per model release)."""
-    costs = m.get("fixed_costs_s") or {}
+def _cpu_model(r: RunResult) -> str:
+    return str(((r.provenance or {}).get("machine") or {}).get("cpu_model") or "")
+
+
+def _fixed(m) -> tuple[float, float, float | None]:
+    """A run's fixed costs as (billed per job or start, per model release, the measured process start).
+
+    With ``process_start`` measured it replaces ``model_load`` (which it includes); other start-ups
+    (Ray) are added. Without it: every per-job fixed cost the run measured."""
+    costs = dict(m.get("fixed_costs_s") or {})
     release = sum(v for k, v in costs.items() if k in PER_RELEASE_COSTS)
-    return sum(costs.values()) - release, release
+    per_job = {k: v for k, v in costs.items() if k not in PER_RELEASE_COSTS}
+    start = per_job.get(PROCESS_START)
+    if start is not None:
+        per_job.pop("model_load", None)
+    return sum(per_job.values()), release, start
 
 
 def batch_measures(runs: Sequence[RunResult], engine: str = "local", predictor: str = "lightgbm") -> list[BatchMeasure]:
@@ -197,41 +130,80 @@ def batch_measures(runs: Sequence[RunResult], engine: str = "local", predictor: 
         m = r.metrics
         if m["predictions"] != size or not m["wall_seconds"]:
             continue
+        per_job, release, start = _fixed(m)
         out.append(
             BatchMeasure(
                 run_id=r.run_id,
                 rows_per_s=m["throughput_per_s"],
                 cpu_s_per_prediction=m["cpu_seconds"] / m["predictions"],
                 cores=m["provisioned_core_seconds"] / m["wall_seconds"],
-                fixed_s=_fixed(m)[0],
+                fixed_s=per_job,
                 memory_gib=m.memory.gib,  # the job process tree's peak RSS
-                build_s=_fixed(m)[1],
+                build_s=release,
+                process_start_s=start,
+                cpu_model=_cpu_model(r),
             )
         )
     return out
 
 
+def _capacity(r: RunResult) -> tuple[float, float, bool] | None:
+    """(rate per replica, SLO ms, lower bound?): the capacity search's, else the offered rate a valid run
+    sustained with its p99 within its SLO and no errors (a lower bound on the capacity)."""
+    m = r.metrics
+    cap = m.get("capacity") or {}
+    if cap.get("rate_per_s"):
+        return cap["rate_per_s"], cap["slo_ms"], False
+    slo = r.params.get("slo_ms")
+    latency = m.get(registry.get(r.pattern).latency_key) or {}
+    errors = m.get("errors") or {}
+    offered = m.get("offered_rate_per_s")
+    if (
+        slo
+        and offered
+        and m.get("sustainable") is True
+        and latency.get("p99") is not None
+        and latency["p99"] * 1e3 <= slo
+        and not any(errors.values())
+    ):
+        return offered, slo, True
+    return None
+
+
+def _cold_start(m) -> float | None:
+    costs = m.get("fixed_costs_s") or {}
+    # backend_start spans the process start to its first answer (it contains server_start)
+    for key in ("backend_start", "server_start"):
+        if costs.get(key):
+            return costs[key]
+    return None
+
+
 def service_measures(runs: Sequence[RunResult], pattern: str, backend: str) -> list[ServiceMeasure]:
-    """Valid runs of one always-on configuration that found a capacity under their SLO."""
+    """Valid runs of one always-on configuration with a capacity under their SLO (searched, or the
+    sustained rate as a lower bound)."""
     out = []
     for r in runs:
-        if r.pattern != pattern or r.backend != backend or not r.valid:
-            continue
+        if r.pattern != pattern or r.backend != backend or not r.valid or not serving(r):
+            continue  # a fault run or a C10 aggregate run does not size a service
         m = r.metrics
-        cap = m.get("capacity") or {}
-        if not cap.get("rate_per_s") or not m.get("wall_seconds") or not m.get("predictions"):
+        cap = _capacity(r)
+        if not cap or not m.get("wall_seconds") or not m.get("predictions"):
             continue
         out.append(
             ServiceMeasure(
                 run_id=r.run_id,
-                capacity_per_s=cap["rate_per_s"],
+                capacity_per_s=cap[0],
                 cores=m["provisioned_core_seconds"] / m["wall_seconds"],
                 cpu_s_per_prediction=m["cpu_seconds"] / m["predictions"],
-                # one replica's peak RSS: the Ray cluster with its actors (streaming), the server (per
-                # request, hybrid: it was priced at $0 before the typed memory block)
+                # one replica's peak RSS: the Ray cluster with its actors (streaming), the server (per request, hybrid)
                 memory_gib=m.memory.gib,
-                slo_ms=cap["slo_ms"],
+                slo_ms=cap[1],
                 build_s=_fixed(m)[1],
+                service_s=(m.get("service_s") or {}).get("mean"),
+                cold_start_s=_cold_start(m),
+                capacity_lower_bound=cap[2],
+                cpu_model=_cpu_model(r),
             )
         )
     return out
@@ -259,88 +231,10 @@ def hybrid_measures(runs: Sequence[RunResult], backend: str) -> list[HybridMeasu
     return out
 
 
-def _median(measures: Sequence, cls):
-    """A measure whose every number is the median over ``measures`` (run ids joined)."""
-    values = {}
-    for f in fields(cls):
-        col = [getattr(m, f.name) for m in measures]
-        values[f.name] = ",".join(col) if f.name == "run_id" else float(np.median(col))
-    return cls(**values)
+_median = bill.median  # the name callers of the flat model used
 
 
-# --------------------------------------------------------------------------------------------
-# Cost of one day
-# --------------------------------------------------------------------------------------------
-
-
-def batch_cost(m: BatchMeasure, w: Workload, p: Prices) -> dict:
-    """A day of batch jobs: each job scores its share of the day's volume, billed by the price's rules."""
-    jobs = 24.0 / w.batch_every_h
-    rows = w.predictions_per_day / jobs
-    wall = rows / m.rows_per_s + m.fixed_s
-    billed = p.billed_seconds(wall)
-    return _with_build(
-        {
-            "cost_per_day": jobs * billed / 3600 * p.per_hour(m.cores, m.memory_gib),
-            "provisioned_core_s": jobs * billed * m.cores,
-            "consumed_core_s": w.predictions_per_day * m.cpu_s_per_prediction + jobs * m.fixed_s,
-            "units": jobs,
-            "unit": "jobs/day",
-            "job_wall_s": wall,
-        },
-        m.build_s,
-        w,
-        p,
-    )
-
-
-def _with_build(day: dict, build_s: float, w: Workload, p: Prices) -> dict:
-    """A day's cost plus the compiled predictor's builds (one core each, ``releases_per_day``)."""
-    if not build_s or not w.releases_per_day:
-        return day | {"build_cost_per_day": 0.0}
-    billed = p.billed_seconds(build_s)
-    cost = w.releases_per_day * billed / 3600 * p.per_hour(1.0, 0.0)
-    return day | {
-        "cost_per_day": day["cost_per_day"] + cost,
-        "build_cost_per_day": cost,
-        "provisioned_core_s": day["provisioned_core_s"] + w.releases_per_day * billed,
-        "consumed_core_s": day["consumed_core_s"] + w.releases_per_day * build_s,
-    }
-
-
-def service_cost(m: ServiceMeasure, w: Workload, p: Prices) -> dict:
-    """A day of always-on replicas, enough for the peak rate at the measured capacity (and never fewer
-    than the availability minimum)."""
-    replicas = max(w.min_replicas, math.ceil(w.peak_rate_per_s / m.capacity_per_s))
-    day = {
-        "cost_per_day": replicas * 24 * p.per_hour(m.cores, m.memory_gib),
-        "provisioned_core_s": replicas * m.cores * SECONDS_PER_DAY,
-        "consumed_core_s": w.predictions_per_day * m.cpu_s_per_prediction,
-        "units": replicas,
-        "unit": "replicas",
-        "job_wall_s": None,
-    }
-    return _with_build(day, m.build_s, w, p)
-
-
-def hybrid_cost(m: HybridMeasure, w: Workload, p: Prices) -> dict:
-    """A day of hybrid: its batch refreshes of the whole customer base plus its always-on lookup servers."""
-    jobs = 24.0 / w.batch_every_h
-    customers = w.customers or w.predictions_per_day
-    wall = customers / m.job_rows_per_s + m.job_fixed_s
-    billed = p.billed_seconds(wall)
-    batch = jobs * billed / 3600 * p.per_hour(m.job_cores, 0.0)
-    serve = service_cost(
-        ServiceMeasure(m.run_id, m.capacity_per_s, m.cores, m.cpu_s_per_prediction, m.memory_gib, m.slo_ms), w, p
-    )
-    day = serve | {
-        "cost_per_day": batch + serve["cost_per_day"],
-        "batch_cost_per_day": batch,
-        "provisioned_core_s": serve["provisioned_core_s"] + jobs * billed * m.job_cores,
-        "consumed_core_s": serve["consumed_core_s"] + jobs * customers * m.job_cpu_s_per_row,
-        "job_wall_s": wall,
-    }
-    return _with_build(day, m.build_s, w, p)
+_FAMILY_OF_KIND = {"job": "batch", "always-on": "real-time", "job+always-on": "hybrid"}
 
 
 @dataclass(frozen=True)
@@ -350,25 +244,52 @@ class Option:
     label: str
     kind: str  #: how it is billed: a pattern's cost_kind, "job", "always-on" or "job+always-on"
     measures: tuple
+    family: str = ""  #: the pattern family ("batch", "streaming", "real-time", "hybrid"); "" = from kind
+    notes: tuple[str, ...] = ()  #: said beside every cost of it (e.g. a related measurement to cite)
+
+    @property
+    def pattern_family(self) -> str:
+        return self.family or _FAMILY_OF_KIND[self.kind]
+
+    def point(self):
+        """The measure every cost of this option uses by default: the median over its runs."""
+        return bill.median(self.measures, type(self.measures[0]))
 
     def cost(self, w: Workload, p: Prices, measure=None) -> dict:
-        m = measure or _median(self.measures, type(self.measures[0]))
-        return _COSTS[self.kind](m, w, p)
+        m = measure or self.point()
+        day = bill.COSTS[self.kind](m, w, p, self.pattern_family)
+        day["notes"] = [*day["notes"], *self.notes]
+        if measure is None:
+            day["measured"] = self.depends_on_measurement(w, p, day["cost_per_day"])
+            day["runs"] = len(self.measures)
+        return day
 
-
-_COSTS = {"job": batch_cost, "always-on": service_cost, "job+always-on": hybrid_cost}
+    def depends_on_measurement(self, w: Workload, p: Prices, base: float | None = None) -> bool:
+        """Whether the cost changes when every measured quantity is halved or doubled (False: it rests on
+        floors and minimums alone, and no measurement can move it)."""
+        m = self.point()
+        base = base if base is not None else bill.COSTS[self.kind](m, w, p, self.pattern_family)["cost_per_day"]
+        names = bill.measured_fields(m)
+        for factor in (0.5, 2.0):
+            changed = replace(m, **{n: getattr(m, n) * factor for n in names})
+            other = bill.COSTS[self.kind](changed, w, p, self.pattern_family)["cost_per_day"]
+            if abs(other - base) > 1e-9 * max(abs(base), 1e-12):
+                return True
+        return False
 
 
 def options(runs: Sequence[RunResult]) -> tuple[list[Option], list[dict]]:
     """Every pattern configuration the results can cost, and the ones they cannot (with the reason)."""
     found, missing = [], []
     predictors = sorted({predictor_of(r) for r in runs if cost_kind(r) == "job"} | {"lightgbm"})
+    jobs = [p for p in registry.PATTERNS.values() if p.cost_kind == "job"]
+    family = jobs[0].family if jobs else "batch"
     for engine in ("local", "ray"):
         for predictor in predictors:
             ms = batch_measures(runs, engine, predictor)
             label = f"batch ({engine})" if predictor == "lightgbm" else f"batch ({engine}, {predictor})"
             if ms:
-                found.append(Option(label, "job", tuple(ms)))
+                found.append(Option(label, "job", tuple(ms), family, _start_cited(runs, ms)))
             elif engine == "local" and predictor == "lightgbm":
                 missing.append({"option": "batch", "reason": "no valid batch run"})
     # always-on patterns, then job + always-on ones; within a kind by family (real-time, streaming)
@@ -383,7 +304,7 @@ def options(runs: Sequence[RunResult]) -> tuple[list[Option], list[dict]]:
             else:
                 ms = service_measures(runs, spec.name, backend)
             if ms:
-                found.append(Option(label, spec.cost_kind, tuple(ms)))
+                found.append(Option(label, spec.cost_kind, tuple(ms), spec.family))
             else:
                 missing.append({"option": label, "reason": "no valid run with a capacity at its SLO"})
     for spec in served:
@@ -392,10 +313,29 @@ def options(runs: Sequence[RunResult]) -> tuple[list[Option], list[dict]]:
     return found, missing
 
 
+def _start_cited(runs: Sequence[RunResult], ms: Sequence[BatchMeasure]) -> tuple[str, ...]:
+    """Where batch runs lack a measured process start: the hybrid refresh job's measured start-up, the
+    same kind of job (a fresh process that imports, loads the model and scores), cited beside it."""
+    if all(m.process_start_s is not None for m in ms):
+        return ()
+    starts = [
+        (r.run_id, r.metrics["job"]["fixed_s"])
+        for r in runs
+        if cost_kind(r) == "job+always-on" and r.valid and (r.metrics.get("job") or {}).get("fixed_s")
+    ]
+    if not starts:
+        return ()
+    values = [s for _, s in starts]
+    return (
+        f"for comparison, the hybrid pattern's refresh job (a fresh process of the same kind) measured a "
+        f"start-up of {np.median(values):.3g} s (median of {len(values)} run(s): {', '.join(i for i, _ in starts)}); "
+        "it is not billed here",
+    )
+
+
 def serving(r: RunResult) -> bool:
     """Runs that size a service: not fault runs, and not per-request runs computing an extra aggregate (C10)."""
-    p = r.params
-    return not (p.get("fault_kill_at_s") or p.get("fault_batch_kill_at_s") or p.get("aggregate"))
+    return not (registry.get(r.pattern).is_fault_run(r.params) or r.params.get("aggregate"))
 
 
 def sweep(
@@ -404,7 +344,8 @@ def sweep(
     base: Workload,
     volumes: Sequence[float] = tuple(np.logspace(3, 9, 25)),
 ) -> pl.DataFrame:
-    """Cost per day and per million predictions of every costed option at each daily volume."""
+    """Cost per day and per million predictions of every costed option at each daily volume, with the
+    breakdown (one ``<part>_per_day`` column per ``BREAKDOWN`` part) and the utilisation."""
     opts, _ = options(runs)
     rows = []
     for v in volumes:
@@ -416,12 +357,17 @@ def sweep(
                     "predictions_per_day": float(v),
                     "option": o.label,
                     "kind": o.kind,
+                    "family": o.pattern_family,
                     "cost_per_day": c["cost_per_day"],
-                    "cost_per_million": c["cost_per_day"] / v * 1e6,
+                    "cost_per_million": c["cost_per_million"],
+                    "cost_per_month": c["cost_per_month"],
                     "provisioned_core_s": c["provisioned_core_s"],
                     "consumed_core_s": c["consumed_core_s"],
                     "units": c["units"],
                     "unit": c["unit"],
+                    "utilisation": c["utilisation"],
+                    "measured": c["measured"],
+                    **{f"{k}_per_day": c["breakdown"][k] for k in BREAKDOWN},
                     "runs": len(o.measures),
                 }
             )
@@ -454,20 +400,28 @@ def ratio_interval(
     *,
     draws: int = 2000,
     seed: int = 0,
+    key: str = "cost_per_day",
 ) -> dict:
-    """Cost ratio option/reference with a 95% bootstrap interval over each side's repeated runs."""
+    """Cost ratio option/reference with a 95% bootstrap interval over each side's repeated runs.
+
+    ``measured`` says whether either side's cost depends on a measured quantity; when neither does,
+    ``interval`` is "no measured quantity" and ``ci95_low``/``ci95_high`` are None (a floor over a
+    minimum has no sampling error to show). ``runs`` is (n option, n reference)."""
+    a, b = option.cost(w, p), reference.cost(w, p)
+    point = a[key] / b[key]
+    n = (len(option.measures), len(reference.measures))
+    out = {"ratio": point, "runs": n, "measured": a["measured"] or b["measured"]}
+    if not out["measured"]:
+        return out | {"ci95_low": None, "ci95_high": None, "interval": "no measured quantity"}
+    if n == (1, 1):
+        return out | {"ci95_low": point, "ci95_high": point, "interval": "one run per side: no spread to bootstrap"}
     rng = np.random.default_rng(seed)
-    point = option.cost(w, p)["cost_per_day"] / reference.cost(w, p)["cost_per_day"]
     ratios = []
     for _ in range(draws):
-        a = [option.measures[i] for i in rng.integers(0, len(option.measures), len(option.measures))]
-        b = [reference.measures[i] for i in rng.integers(0, len(reference.measures), len(reference.measures))]
-        ma, mb = _median(a, type(a[0])), _median(b, type(b[0]))
-        ratios.append(option.cost(w, p, ma)["cost_per_day"] / reference.cost(w, p, mb)["cost_per_day"])
+        sa = [option.measures[i] for i in rng.integers(0, n[0], n[0])]
+        sb = [reference.measures[i] for i in rng.integers(0, n[1], n[1])]
+        ma, mb = bill.median(sa, type(sa[0])), bill.median(sb, type(sb[0]))
+        ratios.append(option.cost(w, p, ma)[key] / reference.cost(w, p, mb)[key])
     lo, hi = np.quantile(ratios, [0.025, 0.975])
-    return {
-        "ratio": point,
-        "ci95_low": float(lo),
-        "ci95_high": float(hi),
-        "runs": (len(option.measures), len(reference.measures)),
-    }
+    label = f"95% bootstrap over runs (n = {n[0]} / {n[1]})"
+    return out | {"ci95_low": float(lo), "ci95_high": float(hi), "interval": label}

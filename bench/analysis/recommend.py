@@ -18,10 +18,20 @@ Latency and staleness as the consumer sees them:
 
 Batch and hybrid run on the least frequent schedule of a ladder of round intervals (24 h … 1 min)
 that meets the answers: fewer jobs cost less (each is billed at least the price's minimum). A
+schedule is never more frequent than ``MIN_INTERVAL_OVER_BILLED`` (10) × the job's billed time,
+start-up included: a job that holds its machine more than a tenth of the time is an always-on service
+in all but name, and a 60 s billing minimum makes a job every minute cost a machine kept on. Such
+rungs are refused (the option is infeasible when only they would meet the answers, and says so); when
+even the least frequent rung is refused (a job billed over 2.4 h) it is kept and flagged. A
 freshness of exactly 24 h therefore gets a 12 h schedule: a daily job's scores are 24 h + the job
 old before they are replaced. A hybrid job re-scores ``workload_base.customers`` entities (0: the
 day's volume), as ``bench.analysis.cost`` prices it. Always-on latency is the p99 measured at the run's
 offered rate; ``bench.analysis.cost`` sizes replicas so the peak stays within the capacity measured at the SLO.
+
+Streaming and real-time replicas are priced on the cores their runs held (one streaming replica: a Ray
+cluster with its actors; one real-time replica: one server process). When the options compared hold
+different core counts the recommendation says so (``Recommendation.notes``): no run measured either
+at the other's size, and capacity is not rescaled by a guess.
 
 Which families a trigger may use (the rest are listed with the reason):
 
@@ -62,6 +72,8 @@ FAMILIES = ("batch", "hybrid", "streaming", "real-time")  #: simplest to run fir
 BATCH_INTERVALS_H = (24.0, 12.0, 8.0, 6.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.25, 1 / 6, 1 / 12, 1 / 30, 1 / 60)
 #: Daily volumes swept to find where the recommendation flips.
 FLIP_VOLUMES = tuple(float(v) for v in np.logspace(3, 9, 49))
+#: A batch or hybrid job runs at most once per this many times its billed wall time (start-up included).
+MIN_INTERVAL_OVER_BILLED = 10.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,20 +116,24 @@ class Assessment:
     misses: tuple[str, ...] = ()  #: what it misses by, one item per unmet answer
     miss_factor: float = 0.0  #: worst of measured / acceptable (<= 1 when feasible)
     reason: str = ""  #: why it is not the recommendation (filled when ranked)
+    cores_per_unit: float | None = None  #: always-on: cores one replica holds (as its runs measured)
+    flags: tuple[str, ...] = ()  #: what a reader must know about this figure (e.g. an implausible schedule)
 
     def summary(self) -> str:
         """Its figures in one line: latency, staleness, schedule, cost and what is billed."""
         sched = f", every {fmt_duration(self.batch_every_h * 3600)}" if self.batch_every_h else ""
         shown = self.job_wall_s is not None and self.latency_basis != "job wall"
         job = f", job {fmt_duration(self.job_wall_s)}" if shown else ""
+        cores = f" of {self.cores_per_unit:g} cores" if self.cores_per_unit else ""
+        flags = "".join(f"; flagged: {f}" for f in self.flags)
         return (
             f"{self.latency_basis} {fmt_duration(self.latency_s)}, staleness ≤ {fmt_duration(self.staleness_s)}"
-            f"{sched}{job}; {fmt_money(self.cost_per_day)}/day ({self.units:g} {self.unit})"
+            f"{sched}{job}; {fmt_money(self.cost_per_day)}/day ({self.units:g} {self.unit}{cores}){flags}"
         )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (the CLI's --json)."""
-        return {**asdict(self), "runs": list(self.runs), "misses": list(self.misses)}
+        return {**asdict(self), "runs": list(self.runs), "misses": list(self.misses), "flags": list(self.flags)}
 
 
 def _runs_of(option: cost.Option) -> tuple[str, ...]:
@@ -133,6 +149,24 @@ def _median_metric(by_id: Mapping[str, RunResult], ids: Sequence[str], get) -> f
         if v is not None and math.isfinite(v):
             values.append(float(v))
     return float(np.median(values)) if values else None
+
+
+def _cores_per_unit(option: cost.Option) -> float | None:
+    """Cores one replica of an always-on option holds: the median over its measures (None if unknown)."""
+    cores = [getattr(m, "cores", None) for m in option.measures]
+    cores = [float(c) for c in cores if isinstance(c, int | float)]
+    return float(np.median(cores)) if cores else None
+
+
+def billed_s(prices: cost.Prices, seconds: float) -> float:
+    """What one job of ``seconds`` is billed for under the price table (its minimum and granularity)."""
+    billed = getattr(prices, "billed_seconds", None)
+    return float(billed(seconds)) if callable(billed) else float(seconds)
+
+
+def min_interval_s(prices: cost.Prices, job_wall_s: float) -> float:
+    """The shortest schedule a job of ``job_wall_s`` (start-up included) is run on: 10× its billed time."""
+    return MIN_INTERVAL_OVER_BILLED * billed_s(prices, job_wall_s)
 
 
 def _p99(m: dict) -> float | None:
@@ -185,15 +219,19 @@ def _assess(
             unit=c["unit"],
             misses=tuple(misses),
             miss_factor=factor,
+            cores_per_unit=_cores_per_unit(option),
         )
     # batch and hybrid: the least frequent round schedule that meets the answers, or the most frequent
+    # one the job's billed time allows (MIN_INTERVAL_OVER_BILLED)
     lookup = _median_metric(by_id, ids, _p99) if fam == "hybrid" else None
     bound = a.freshness_s if a.trigger != "event" else min(a.freshness_s, a.latency_s)
     intervals = [h for h in BATCH_INTERVALS_H if h * 3600 < bound] or [BATCH_INTERVALS_H[-1]]
-    found = None
-    for h in intervals:
+
+    def at(h: float) -> tuple[Assessment, float | None]:
+        """The option on a schedule of every ``h`` hours, and its job's billed seconds (start-up included)."""
         c = option.cost(replace(w, batch_every_h=h), prices)
         wall = c.get("job_wall_s")
+        billed = c.get("job_billed_s") or (None if wall is None else billed_s(prices, wall))
         staleness = None if wall is None else h * 3600 + wall
         if a.trigger == "event":
             lat, basis = staleness, "next run + job"
@@ -202,7 +240,7 @@ def _assess(
         else:
             lat, basis = wall, "job wall"
         misses, factor = _misses(a, lat, basis, staleness)
-        found = Assessment(
+        return Assessment(
             **common,
             eligible=why_not is None,
             feasible=why_not is None and not misses,
@@ -216,9 +254,35 @@ def _assess(
             job_wall_s=wall,
             misses=tuple(misses),
             miss_factor=factor,
-        )
-        if not misses or wall is None:
+        ), billed
+
+    found, refused = None, None  # refused: the first rung too frequent for the job's billed time
+    for h in intervals:
+        x, billed = at(h)
+        shortest = None if billed is None else MIN_INTERVAL_OVER_BILLED * billed
+        if shortest is not None and h * 3600 < shortest:
+            if h == BATCH_INTERVALS_H[0]:  # even a daily job holds its machine over a tenth of the day: kept, said
+                shown = fmt_duration(billed)
+                x = replace(x, flags=(f"its job is billed {shown}: even daily it runs over a tenth of the time",))
+            else:
+                refused = refused or (h, shortest)
+                continue
+        found = x
+        if not x.misses or x.job_wall_s is None:
             break
+    if refused is not None and (found is None or found.misses):
+        h, shortest = refused
+        why = (
+            f"a job every {fmt_duration(h * 3600)} is refused: billed {fmt_duration(shortest / MIN_INTERVAL_OVER_BILLED)}"
+            f" a job (start-up included), it runs at most every {fmt_duration(shortest)}"
+        )
+        base_x = found or at(h)[0]
+        found = replace(
+            base_x,
+            feasible=False,
+            misses=(*base_x.misses, why),
+            miss_factor=max(base_x.miss_factor, shortest / (h * 3600)),  # how much too often
+        )
     return found
 
 
@@ -294,6 +358,7 @@ class Recommendation:
     flips: tuple[Flip, ...] = ()
     not_costed: tuple[dict, ...] = ()
     swept: tuple[float, float] | None = None  #: the volume range the flips were searched over
+    notes: tuple[str, ...] = ()  #: what the comparison rests on, e.g. replicas of different core counts
 
     @property
     def closest(self) -> Assessment | None:
@@ -314,6 +379,7 @@ class Recommendation:
             "flips": [asdict(f) for f in self.flips],
             "flips_searched_per_day": list(self.swept) if self.swept else None,
             "not_costed": list(self.not_costed),
+            "notes": list(self.notes),
         }
 
     def headline(self) -> str:
@@ -323,6 +389,23 @@ class Recommendation:
         if self.closest:
             return f"nothing feasible (closest: {self.closest.label})"
         return "nothing measured can serve this"
+
+
+def sizing_notes(items: Sequence[Assessment]) -> tuple[str, ...]:
+    """Whether streaming and real-time replicas were sized on the same core count, and why not when not."""
+    cores = {
+        fam: sorted({x.cores_per_unit for x in items if x.family == fam and x.eligible and x.cores_per_unit})
+        for fam in ("streaming", "real-time")
+    }
+    if not all(cores.values()) or cores["streaming"] == cores["real-time"]:
+        return ()
+    show = {fam: "/".join(f"{c:g}" for c in cs) for fam, cs in cores.items()}
+    return (
+        f"replicas are not sized on the same core count: a streaming replica holds {show['streaming']} cores "
+        f"(a Ray cluster with its actors), a real-time replica {show['real-time']} (one server process), as "
+        "their runs measured them; no run measured either at the other's size, so capacity is not rescaled "
+        "(it does not scale linearly with cores) and each is priced per replica as measured",
+    )
 
 
 def _check_inputs(answers: Any, prices: Any, workload_base: Any) -> None:
@@ -400,7 +483,8 @@ def recommend(
         flips = find_flips(answers, runs, prices, workload_base, flip_volumes)
         swept = (float(min(flip_volumes)), float(max(flip_volumes)))
     label = f"{prices.name} ({prices.as_of})" if prices.as_of else prices.name
-    return Recommendation(answers, label, best, tuple(ranked), tuple(flips), tuple(missing), swept)
+    notes = sizing_notes(items)
+    return Recommendation(answers, label, best, tuple(ranked), tuple(flips), tuple(missing), swept, notes)
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ from bench.patterns import registry
 #: The Jupyter kernel the pipeline runs notebooks in: this interpreter, registered under the venv.
 KERNEL_NAME = "bench"
 NOTEBOOK_TIMEOUT_S = 3 * 3600  #: bound on any one cell
+#: The exported pages' titles (a browser tab, a bookmark, a search result: not "Notebook").
+REPORT_TITLE = "Batch, streaming or real time — what scoring costs (measured)"
+RECOMMEND_TITLE = "Which pattern? The article's four questions, answered with measurements"
 
 
 def isolate_jupyter_dirs() -> None:
@@ -95,17 +98,18 @@ def run_pattern(pattern: str, values: dict[str, Any], profile: str, results_dir:
     return run_dir
 
 
-def export_html(notebook: Path, html: Path) -> Path:
-    """The executed notebook as a standalone HTML page without code cells, written atomically."""
+def export_html(notebook: Path, html: Path, title: str) -> Path:
+    """The executed notebook as a standalone HTML page titled ``title``, without code cells, written atomically."""
     import nbformat
     from nbconvert import HTMLExporter
-
 
     exporter = HTMLExporter()
     exporter.exclude_input = True
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
-    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    node = nbformat.read(str(notebook), as_version=4)
+    node.metadata["title"] = title  # nbconvert's lab template titles the page from it ("Notebook" otherwise)
+    body, _ = exporter.from_notebook_node(node, resources={"metadata": {"name": title}})
     atomic_write_bytes(html, lambda tmp: tmp.write_text(body, encoding="utf-8"))
     return html
 
@@ -122,8 +126,8 @@ def report(results_dir: Path | None = None, profile: str = "") -> Path:
     rec = execute(
         "95_recommend.ipynb", results_dir / "notebooks" / "95_recommend.ipynb", {"results_dir": str(results_dir)}
     )
-    export_html(rec, results_dir / "recommend.html")
-    return export_html(nb, results_dir / "report.html")
+    export_html(rec, results_dir / "recommend.html", RECOMMEND_TITLE)
+    return export_html(nb, results_dir / "report.html", REPORT_TITLE)
 
 
 def setup_notebooks(profile: str, results_dir: Path | None = None) -> None:

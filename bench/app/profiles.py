@@ -85,10 +85,14 @@ COMPILED_CONFIGS: dict[str, tuple[dict[str, Any], ...]] = {
 
 
 #: Per-request runs that answer a claim rather than size a service (not costed as serving options):
-#: the model server killed mid-window and restarted by a supervisor (C8), and a 90-day activity
-#: aggregate computed per request with polars vs read pre-computed (C10).
+#: the model server killed mid-window and restarted by a supervisor (C8), one of two replicas behind
+#: one address killed mid-window and replaced by uvicorn's supervisor (C8 as a cost model with two
+#: replicas assumes it), and a 90-day activity aggregate computed per request with polars vs read
+#: pre-computed (C10).
+REPLICA_FAULT: dict[str, Any] = {"fault_target": "replica", "server_workers": 2}
 REQUEST_EXTRAS: tuple[dict[str, Any], ...] = (
     {"backend": "http", "fault_kill_at_s": 4.0, "capacity": False, "floor": False},
+    {"backend": "http", "fault_kill_at_s": 4.0, **REPLICA_FAULT, "capacity": False, "floor": False},
     {
         "backend": "http",
         "aggregate": "onthefly",
@@ -128,6 +132,8 @@ PROFILES: dict[str, Profile] = {
             request_variants=({"backend": "inprocess"}, {"backend": "http"}, {"backend": "http", "server_app": "asgi"}),
             request_extras=(
                 {"backend": "http", "fault_kill_at_s": 1.0, "duration_s": 3.0, "floor": False},
+                # a replacement worker answers ~1 s after the kill: 4 s leaves 2 s of window after it
+                {"backend": "http", "fault_kill_at_s": 1.0, **REPLICA_FAULT, "duration_s": 4.0, "floor": False},
                 {"backend": "http", "aggregate": "onthefly", "floor": False},
                 {"backend": "http", "aggregate": "precomputed", "floor": False},
             ),

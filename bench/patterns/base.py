@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,16 @@ class Pattern:
     view: str  #: the module with its report views, e.g. ``bench.views.batch``
     latency_key: str = "latency_s"  #: the metric with the latency its consumer waits for
     limits: str = ""  #: one of LIMIT_BASES
+    #: the parameters that inject a fault: a run with any of them > 0 is a fault run (``is_fault_run``).
+    #: Left empty, the params type's ``fault_*_at_s`` fields, the convention every fault follows
+    #: (request and microbatch ``fault_kill_at_s``, hybrid ``fault_batch_kill_at_s``).
+    fault_params: tuple[str, ...] = ()
+
+    def is_fault_run(self, params: Mapping[str, Any] | Any) -> bool:
+        """Whether a run with these parameters (a result's ``params`` dict, or a params object) had a
+        fault injected: its main window is not a steady state, so main-window plots and tables skip it."""
+        get = params.get if isinstance(params, Mapping) else lambda name, default=None: getattr(params, name, default)
+        return any((get(name, 0) or 0) > 0 for name in self.fault_params)
 
     def __post_init__(self) -> None:
         for hook, value, allowed in (
@@ -99,6 +109,11 @@ class Pattern:
             ("limits", self.limits, LIMIT_BASES),
         ):
             require_choice(f"Pattern {self.name!r}", hook, value, allowed)
+        if not self.fault_params and is_dataclass(self.params):
+            named = tuple(
+                f.name for f in fields(self.params) if f.name.startswith("fault_") and f.name.endswith("_at_s")
+            )
+            object.__setattr__(self, "fault_params", named)  # frozen: set once, here
 
 
 def new_result(pattern: str, backend: str, params: Any, context: RunContext, model: Any, data: Any) -> RunResult:

@@ -8,7 +8,7 @@ import polars as pl
 
 from bench.patterns.batch import PATTERN
 from bench.results import RunResult
-from bench.views.report import _empty, fmt_rate, runs_of
+from bench.views.report import _empty, _legend_outside, fmt_rate, runs_of
 
 BATCH_PHASES = ("read", "validate", "prepare", "score", "write")
 
@@ -86,7 +86,7 @@ def plot_batch_throughput(runs: Sequence[RunResult], ax=None):
     ax.set_title("Bulk batch throughput")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     return ax
 
 
@@ -107,7 +107,7 @@ def plot_batch_phases(runs: Sequence[RunResult], ax=None):
     ax.set_xlabel("rows scored in one job (runs)")
     ax.set_ylabel("µs per row (median over runs)")
     ax.set_title("Batch job time by phase (read-ahead and write-behind may overlap scoring)")
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     return ax
 
 

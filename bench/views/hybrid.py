@@ -17,7 +17,7 @@ import polars as pl
 from bench.analysis import cost
 from bench.patterns.hybrid import PATTERN
 from bench.results import RunResult
-from bench.views.report import family, runs_of
+from bench.views.report import _legend_outside, family, runs_of
 
 
 def _ms(d: dict | None, key: str = "p50") -> str:
@@ -258,5 +258,5 @@ def plot_consumer_age(runs: Sequence[RunResult], prices, workload, ax=None):
     ax.set_ylabel("fraction of predictions used")
     ax.set_title(f"How fresh is each pattern's answer ({workload.predictions_per_day:,.0f} predictions/day)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower right")
+    _legend_outside(ax)
     return ax

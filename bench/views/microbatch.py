@@ -9,7 +9,7 @@ import polars as pl
 
 from bench.patterns.microbatch import PATTERN
 from bench.results import RunResult
-from bench.views.report import _empty, _window_columns, runs_of
+from bench.views.report import _empty, _legend_outside, _window_columns, runs_of
 
 
 def _ms(d: dict | None, key: str) -> str:
@@ -124,5 +124,5 @@ def plot_microbatch_frontier(runs: Sequence[RunResult], ax=None):
     ax.set_ylabel("p99 event latency (ms, log)")
     ax.set_title("Streaming: latency vs throughput per batch configuration")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     return ax

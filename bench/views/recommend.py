@@ -1,4 +1,9 @@
-"""The recommendation laid out for a person: one table row per use case, or a paragraph per answer."""
+"""The recommendation laid out for a person: one table row per use case, or a paragraph per answer.
+
+A reader wants the pick and the few options that came close, not every configuration measured: each
+recommendation names its :data:`RUNNERS_UP` nearest runners-up (the dearer feasible ones by cost, then
+the ones that miss by the least) with why each loses, and counts the rest.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,24 @@ from collections.abc import Sequence
 import polars as pl
 
 from bench.analysis import cost, recommend
-from bench.analysis.answers import Answers, fmt_duration, fmt_volume
+from bench.analysis.answers import Answers, fmt_duration, fmt_money, fmt_volume
 from bench.analysis.recommend import FLIP_VOLUMES, Recommendation
 from bench.results import RunResult
+from bench.views.report import DAYS_PER_MONTH, Table
+
+#: How many runners-up a recommendation shows, nearest first.
+RUNNERS_UP = 3
+
+
+def nearest(rec: Recommendation, k: int = RUNNERS_UP) -> tuple[list, int]:
+    """The ``k`` nearest runners-up (the closest option, when shown as the answer, is not repeated) and
+    how many others lost by more."""
+    others = [x for x in rec.runners_up if x is not rec.closest]
+    return others[:k], max(len(others) - k, 0)
+
+
+def _monthly(x) -> str:
+    return f"{fmt_money(DAYS_PER_MONTH * x.cost_per_day)}/month"
 
 
 def text(rec: Recommendation) -> str:
@@ -22,7 +42,8 @@ def text(rec: Recommendation) -> str:
     if rec.choice:
         c = rec.choice
         lines.append(
-            f"Recommended: {c.label} — {c.summary()} at {rec.prices} prices; measured in run(s) {', '.join(c.runs)}."
+            f"Recommended: {c.label} — {c.summary()}, {_monthly(c)} at {rec.prices} prices; "
+            f"measured in run(s) {', '.join(c.runs)}."
         )
     elif rec.closest:
         c = rec.closest
@@ -32,11 +53,13 @@ def text(rec: Recommendation) -> str:
         )
     else:
         lines.append("Nothing measured can serve this trigger: no costed option of an eligible pattern.")
-    closest = rec.closest
-    others = [f"  - {x.label}: {x.reason}" for x in rec.runners_up if x is not closest]
+    shown, more = nearest(rec)
+    others = [f"  - {x.label} ({_monthly(x)}): {x.reason}" for x in shown]
+    if more:
+        others.append(f"  - and {more} more option{'s' if more > 1 else ''} that lose by more")
     others += [f"  - {n['option']}: not costed ({n['reason']})" for n in rec.not_costed]
     if others:
-        lines += ["Runners-up:" if rec.choice else "The other options:", *others]
+        lines += [f"The {len(shown)} nearest runners-up:" if rec.choice else "The nearest other options:", *others]
     if rec.swept:
         lo, hi = (fmt_volume(v) for v in rec.swept)
         if rec.flips:
@@ -72,9 +95,31 @@ def table(
                 "staleness": fmt_duration(shown.staleness_s) if shown else "n/a",
                 "cost/day ($)": r.choice.cost_per_day if r.choice else None,
                 "runs": ",".join(r.choice.runs) if r.choice else "",
-                "runners-up": "; ".join(f"{x.label}: {x.reason}" for x in r.runners_up),
+                "runners-up": "; ".join(f"{x.label}: {x.reason}" for x in nearest(r)[0]),
                 "flips": "; ".join(f.text() for f in r.flips) or "none",
                 "assumption": a.assumption,
             }
         )
     return pl.DataFrame(rows, schema_overrides={"cost/day ($)": pl.Float64})
+
+
+def use_case_table(
+    use_cases: Sequence[Answers],
+    runs: Sequence[RunResult],
+    prices: cost.Prices,
+    base: cost.Workload,
+    *,
+    flip_volumes: Sequence[float] | None = FLIP_VOLUMES,
+) -> Table:
+    """:func:`table` for a reader: $/month, the three nearest runners-up each with why it loses, the flips."""
+    t = table(use_cases, runs, prices, base, flip_volumes=flip_volumes)
+    if t.is_empty():
+        return Table(t)
+    t = t.with_columns((DAYS_PER_MONTH * pl.col("cost/day ($)")).alias("$/month")).drop(
+        "cost/day ($)", "predictions/day"
+    )
+    volume = pl.Series("predictions/day", [fmt_volume(a.predictions_per_day) for a in use_cases])
+    t = t.with_columns(volume)
+    order = ["use case", "trigger", "acceptable latency", "freshness", "predictions/day", "recommended", "latency seen",
+             "staleness", "$/month", "runners-up", "flips", "runs", "assumption"]  # fmt: skip
+    return Table(t.select([c for c in order if c in t.columns]), html_id="use-cases")

@@ -7,11 +7,18 @@ against the predictor's output on the same rows: a mismatch makes the run invali
 
 ``engine="ray"`` runs the same job on Ray Data instead (``bench.patterns.batch.ray_data``): same input
 checks, same output file, same baseline, verification and metrics.
+
+Both engines also measure, once per run and untimed, what a job platform bills before the job's
+first row: a fresh interpreter started to a loaded, ready predictor (``process_start``).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +38,33 @@ from bench.results import RunResult, ensure_writable
 
 PHASES = ("read", "validate", "prepare", "score", "write")
 ENGINES = ("local", "ray")
+#: What a fresh job process imports before it can score, by engine: the job's module (with its
+#: package: polars, pyarrow, numpy, LightGBM through ``bench.model``), and for Ray the client a driver
+#: needs (``RaySession`` imports Ray before its timed start, so ``ray_start`` does not hold it).
+JOB_IMPORTS: dict[str, tuple[str, ...]] = {
+    "local": ("bench.patterns.batch.local",),
+    "ray": ("bench.patterns.batch.ray_data", "ray", "ray.data"),
+}
+PROCESS_START_TIMEOUT_S = 60.0  #: bound on the fresh process (measured ~0.7 s local, ~2.6 s with Ray, 2-core VM)
+#: The fresh process: import the job's modules, load the model, build the predictor, then report its
+#: own split and its CPU (RUSAGE_SELF, all threads, from exec on: the parent's RUSAGE_CHILDREN would
+#: also catch any other child reaped meanwhile, such as a Ray process exiting).
+_PROCESS_START = """
+import time
+t0 = time.perf_counter()
+import importlib, json, resource, sys
+for name in sys.argv[1].split(","):
+    importlib.import_module(name)
+t1 = time.perf_counter()
+from bench import model
+m = model.load(sys.argv[2])
+t2 = time.perf_counter()
+model.make_predictor(m, sys.argv[3], int(sys.argv[4]))
+t3 = time.perf_counter()
+r = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"imports_s": t1 - t0, "model_load_s": t2 - t1, "predictor_s": t3 - t2,
+                  "cpu_s": r.ru_utime + r.ru_stime, "modules": len(sys.modules)}))
+"""
 
 
 @dataclass(frozen=True)
@@ -161,9 +195,46 @@ def check_input(data: workload.Dataset, context: RunContext) -> tuple[Path, int]
     return Path(context.run_dir) / "predictions.parquet", total
 
 
+def process_start(model: Model, params: BatchParams) -> dict:
+    """Seconds from spawning a fresh ``sys.executable`` to a loaded, ready predictor, as a job
+    container pays before its first row (interpreter, the job's imports, model load, predictor);
+    untimed by the job, run before it. ``wall_s`` is None if it took over ``PROCESS_START_TIMEOUT_S``;
+    a process that fails is an error (the job could not start either)."""
+    imports = JOB_IMPORTS[params.engine]
+    cmd = [sys.executable, "-c", _PROCESS_START, ",".join(imports), str(model.path), params.predictor]
+    out: dict = {"wall_s": None, "cpu_s": None, "imports": ", ".join(imports), "timeout_s": PROCESS_START_TIMEOUT_S}
+    t0 = time.perf_counter()
+    try:
+        done = subprocess.run(
+            [*cmd, str(params.num_threads)], capture_output=True, text=True, timeout=PROCESS_START_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        return out | {"error": f"a fresh process was not ready within {PROCESS_START_TIMEOUT_S} s"}
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.splitlines()[-10:])
+        raise BenchError(f"a fresh batch process ({out['imports']}) exited with code {done.returncode}:\n{tail}")
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    split = {k: child[k] for k in ("imports_s", "model_load_s", "predictor_s")}
+    return out | {"wall_s": wall, "cpu_s": child["cpu_s"], "split_s": split, "modules": child["modules"]}
+
+
+def record_process_start(result: RunResult, m: dict, start: dict) -> None:
+    """``start`` into the metrics: its wall time as the fixed cost ``process_start``, the whole record
+    as ``process_start``; a run whose fresh process timed out is invalid (its bill would miss it)."""
+    m["process_start"] = start
+    if start["wall_s"] is None:
+        result.invalidate(start["error"])
+        return
+    # process_start INCLUDES loading the model (split_s.model_load_s): a bill adds it OR the runner's
+    # model_load, never both (model_load is what the already-running driver paid to read the file).
+    m.setdefault("fixed_costs_s", {})["process_start"] = start["wall_s"]
+
+
 def run_local(data: workload.Dataset, model: Model, params: BatchParams, context: RunContext) -> RunResult:
     """Score every row of ``data`` and write ``predictions.parquet`` into the run directory."""
     out_path, total = check_input(data, context)
+    start = process_start(model, params)  # untimed, before the job: nothing else runs beside it
     tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     predictor = make_predictor(model, params.predictor, params.num_threads)
 
@@ -201,6 +272,7 @@ def run_local(data: workload.Dataset, model: Model, params: BatchParams, context
         "cpu": usage.to_dict(),
         "output_bytes": out_path.stat().st_size,
     }
+    record_process_start(result, m, start)
     finish(result, m, usage, data, out_path, predictor, params, total)
     result.samples = pl.DataFrame(chunks)
     return result
@@ -253,4 +325,3 @@ def _baseline_and_verify(
             written = _read_chunk(out_path, offset, params.chunk_rows).get_column("score").to_numpy()
             mismatches += int(np.sum(written != expected)) if written.shape == expected.shape else len(expected)
     return phases.seconds().get("score", 0.0), mismatches
-

@@ -257,6 +257,7 @@ def _read_seconds(ds) -> float | None:
 def run(data: workload.Dataset, model: Model, params: batch.BatchParams, context: RunContext) -> RunResult:
     """Score every row of ``data`` on Ray Data and write ``predictions.parquet`` into the run directory."""
     out_path, total = batch.check_input(data, context)  # fails fast, before paying for Ray
+    start = batch.process_start(model, params)  # untimed, before Ray starts: nothing else runs beside it
     tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     need = params.ray_actors * params.num_threads + READ_CPUS
     cores = os.cpu_count() or 1
@@ -326,6 +327,7 @@ def run(data: workload.Dataset, model: Model, params: batch.BatchParams, context
     # The baseline runs raw predict() with the threads the pool scored with, on this process's cores.
     threads = min(params.ray_actors * params.num_threads, cores)
     m["raw_predict_threads"] = threads
+    batch.record_process_start(result, m, start)
     batch.finish(result, m, usage, data, out_path, make_predictor(model, params.predictor, threads), params, total)
     result.samples = pl.DataFrame(samples)
     return result

@@ -6,6 +6,12 @@ request per row. Each run measures a main window at the offered ``rate``, the no
 stack (``http``), and, if asked, the capacity under the SLO: the highest rate whose window keeps p99
 latency within the SLO with no errors, found by doubling then bisection over fixed-length windows
 (MLPerf's FindPeakPerformance). Every answered score is checked against ``predict()`` on that row.
+
+A fault (claim C8) can be injected into the main window of an ``http`` run: ``fault_kill_at_s`` in,
+``fault_target="server"`` SIGKILLs the whole server (every worker) and the harness restarts it as a
+process supervisor would; ``fault_target="replica"`` SIGKILLs one of ``server_workers`` ≥ 2 uvicorn
+workers behind the one address (the availability set-up a cost model with two replicas assumes) and
+uvicorn's own supervisor replaces it. Either way ``metrics["fault"]`` says what a consumer saw.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import polars as pl
+import psutil
 
 from bench.core.errors import BenchError
 from bench.core.params import require_choice, require_positive
@@ -34,6 +41,18 @@ from bench.systems.process import ServerProcess
 from bench.systems.server_config import AGGREGATES, APPS, ServerConfig
 
 BACKENDS = ("inprocess", "http", "ray_serve")
+#: What a fault kills: the whole server, or one replica (worker process) of several behind one address.
+FAULT_TARGETS = ("server", "replica")
+#: Bound on waiting for a killed server or replica to be back (a restart took ~1–3 s on the 2-core VM).
+FAULT_RECOVERY_BOUND_S = 60.0
+#: Latency is "back to baseline" from the first of two consecutive 0.5 s bins (by intended time) after
+#: the kill with no failure and p90 within 2× the pre-kill p90 + 1 ms: 0.5 s holds ~100 requests at
+#: 200 req/s, enough for a p90; a single bin would call one quiet half-second a recovery.
+RECOVERY_BIN_S = 0.5
+RECOVERY_FACTOR = 2.0
+#: ``load.drive_async`` starts its schedule's clock 10 ms after the window's ``setup`` returns: the
+#: kill's time on that clock is taken from the end of ``setup`` plus this.
+_SCHEDULE_LEAD_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -73,6 +92,9 @@ class RequestParams(PatternParams):
     num_threads: int = 1
     fault_kill_at_s: float = 0.0  #: http: SIGKILL the server this long into the main window (0 = no fault)
     fault_restart: bool = True  #: ... and restart it at once, as a process supervisor would
+    #: http: what the fault kills: "server" (the whole server, every worker; restarted by the harness
+    #: if ``fault_restart``) or "replica" (one of ``server_workers`` >= 2 workers; uvicorn replaces it)
+    fault_target: str = "server"
     #: http: also answer the customer's 90-day activity (claim C10): "" no, "onthefly" computed with
     #: polars from the activity log at request time, "precomputed" read from a store built in batch
     aggregate: str = ""
@@ -108,6 +130,20 @@ class RequestParams(PatternParams):
             raise BenchError(f"{owner} parameter 'fault_kill_at_s' must be >= 0, got {self.fault_kill_at_s}")
         if self.fault_kill_at_s and self.backend != "http":
             raise BenchError(f"{owner} parameter 'fault_kill_at_s' needs backend 'http', got {self.backend!r}")
+        require_choice(owner, "fault_target", self.fault_target, FAULT_TARGETS)
+        if self.fault_target == "replica":
+            if not self.fault_kill_at_s:
+                raise BenchError(f"{owner} parameter 'fault_target' 'replica' needs fault_kill_at_s > 0")
+            if self.server_workers < 2:
+                raise BenchError(
+                    f"{owner} parameter 'fault_target' 'replica' needs server_workers >= 2 (one is killed, "
+                    f"the others serve), got {self.server_workers}"
+                )
+            if not self.fault_restart:
+                raise BenchError(
+                    f"{owner} parameter 'fault_restart' False applies to fault_target 'server' only: with "
+                    "'replica', uvicorn's supervisor replaces the dead worker itself"
+                )
         if self.warmup_s < 0:
             raise BenchError(f"{owner} parameter 'warmup_s' must be >= 0, got {self.warmup_s}")
         if not self.knee_factor > 1:
@@ -176,6 +212,9 @@ class Backend:
     cores: int = 1
     meter: metrics.CpuMeter | None = None  #: the window's meter, so a restarted server is counted too
     events: list[dict] = field(default_factory=list)  #: faults injected and what followed
+    #: the main window's fault as it happened, on the harness's clock (``fault_block`` reads it)
+    fault_record: dict | None = None
+    window_t0: float | None = None  #: perf_counter of the last window's schedule start
     ids: np.ndarray | None = None  #: customer ids of ``X``'s rows (sent to ``/score``)
     path: str = "/predict"  #: the route scoring requests go to
     #: ``ServerConfig`` fields that ``prepare`` adds to the params' (store, aggregate and their paths)
@@ -281,38 +320,83 @@ class HttpBackend(Backend):
 
     @contextlib.contextmanager
     def around(self, name: str) -> Iterator[None]:
-        """The main window's server fault, if one is asked for."""
+        """The main window's fault, if one is asked for; waits (bounded) for its recovery to be recorded."""
         p = self.params
         fault = self.inject_fault(p.warmup_s + p.fault_kill_at_s) if name == "main" and p.fault_kill_at_s else None
         try:
             yield
         finally:
             if fault is not None:
-                fault.join(timeout=120.0)
+                fault.join(timeout=FAULT_RECOVERY_BOUND_S + 60.0)
+                if self.fault_record is not None:  # the main window's clock (later windows reset it)
+                    self.fault_record["t_window"] = self.window_t0
 
     def inject_fault(self, at_s: float) -> threading.Timer:
-        """Kill the server ``at_s`` seconds from now; restart it on the same port if asked."""
+        """``at_s`` seconds from now, SIGKILL the server (restarting it on the same port if asked) or
+        one of its workers (``fault_target``), and record how long until it was back."""
 
         def fault() -> None:
             if self.meter is not None:
-                self.meter.sample()  # the killed server's CPU up to now still counts
-            t_kill = time.perf_counter()
-            self.server.kill()
-            event = {"kind": "server_killed", "at_s": at_s, "restarted": False}
-            if self.params.fault_restart:
-                try:
-                    self.server.restart()  # the same configuration on the same port
-                    event |= {"restarted": True, "restart_s": time.perf_counter() - t_kill}
-                    if self.meter is not None:
-                        self.meter.add_root("server_restarted", self.server.pid)
-                except BenchError as exc:
-                    event["restart_error"] = str(exc)
-            self.events.append(event)
+                self.meter.sample()  # the killed process's CPU up to now still counts
+            if self.params.fault_target == "replica":
+                self._kill_replica(at_s)
+            else:
+                self._kill_server(at_s)
+            if self.meter is not None:
+                self.meter.sample()  # the replacement is charged from its birth
 
         timer = threading.Timer(at_s, fault)
         timer.daemon = True
         timer.start()
         return timer
+
+    def _kill_server(self, at_s: float) -> None:
+        killed = self.server.pid
+        before = _process(killed)
+        t_kill = time.perf_counter()
+        self.server.kill()
+        event = {"kind": "server_killed", "at_s": at_s, "restarted": False}
+        record = {"t_kill": t_kill, "killed_pid": killed, "recovered_s": None}
+        if self.params.fault_restart:
+            try:
+                self.server.restart(timeout_s=FAULT_RECOVERY_BOUND_S)  # the same configuration on the same port
+                event |= {"restarted": True, "restart_s": time.perf_counter() - t_kill}
+                record |= {"recovered_s": event["restart_s"], "replacement_pid": self.server.pid}
+                if self.meter is not None:
+                    self.meter.add_root("server_restarted", self.server.pid)
+            except BenchError as exc:
+                event["restart_error"] = str(exc)
+        record |= {"killed_gone": _gone(before), "live_workers": len(self.server.worker_pids())}
+        self.events.append(event)
+        self.fault_record = record
+
+    def _kill_replica(self, at_s: float) -> None:
+        workers = self.server.worker_pids()
+        if len(workers) < 2:  # never kill the last one: that would be the server fault, mislabelled
+            self.events.append({"kind": "replica_not_killed", "at_s": at_s, "live_workers": len(workers)})
+            self.fault_record = {"error": f"{len(workers)} live worker(s) at the kill, need >= 2"}
+            return
+        killed = workers[0]
+        before = _process(killed)
+        try:
+            self.server.kill_worker(killed)
+        except BenchError as exc:  # it died on its own between the look and the kill: say so, kill nothing
+            self.events.append({"kind": "replica_not_killed", "at_s": at_s, "error": str(exc)})
+            self.fault_record = {"error": str(exc)}
+            return
+        t_kill = time.perf_counter()  # SIGKILL is delivered at once; the supervisor sees it within 0.5 s
+        back = self.server.await_replacement(set(workers), timeout_s=FAULT_RECOVERY_BOUND_S)
+        event = {"kind": "replica_killed", "at_s": at_s, "pid": killed, **back}
+        self.events.append(event)
+        self.fault_record = {
+            "t_kill": t_kill,
+            "killed_pid": killed,
+            "recovered_s": back["ready_s"],
+            "replaced_s": back["replaced_s"],
+            "replacement_pid": back["replacement_pid"],
+            "live_workers": back["live_workers"],
+            "killed_gone": _gone(before),
+        }
 
     def window(self, schedule: np.ndarray, path: str = "/predict") -> load.Observations:
         p = self.params
@@ -332,6 +416,7 @@ class HttpBackend(Backend):
 
         async def setup() -> None:
             await pool.warm(min(p.connections, 16))
+            self.window_t0 = time.perf_counter() + _SCHEDULE_LEAD_S
 
         async def teardown() -> None:
             pool.close()
@@ -483,6 +568,7 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
         "score_mismatches": sum(w.mismatches for w in windows),
         "unavailability": metrics.unavailability(main.obs, params.warmup_s),
         "fault_events": backend.events,
+        "fault": fault_block(main.obs, backend, params) if params.fault_kill_at_s else None,
         "fixed_costs_s": dict(backend.fixed_costs_s),
         "aggregate": backend.aggregate_info,
     }
@@ -508,9 +594,101 @@ def _why_not(s: dict, params: RequestParams) -> str:
     return "; ".join(parts) or "generator invalid"
 
 
+def _process(pid: int):
+    """A handle on ``pid`` that later tells whether *that* process still runs (not a reused pid)."""
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+def _gone(proc) -> bool:
+    """Whether the process behind ``proc`` has exited (a zombie not yet reaped counts as gone)."""
+    if proc is None:
+        return True
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def fault_block(obs: load.Observations, backend: Backend, params: RequestParams) -> dict:
+    """What the main window's fault did, on the schedule's clock (seconds after warm-up).
+
+    ``failed``: requests of the measured window that failed (a healthy window has none);
+    ``served_during``: requests intended between the kill and ``recovered_s`` that were answered;
+    ``recovered_s``: kill to the restarted server answering (server) or to the pool back at
+    ``replicas`` live workers with the replacement answering (replica); ``latency_recovered_s``:
+    kill to latency back at baseline (``RECOVERY_BIN_S``); ``max_answer_gap_s``: the longest time
+    with no successful answer in the measured window — the outage a consumer saw, or its absence.
+    """
+    rec = backend.fault_record or {}
+    t_kill, t0 = rec.get("t_kill"), rec.get("t_window")
+    block: dict = {
+        "target": params.fault_target,
+        "replicas": params.server_workers,
+        "killed_pid": rec.get("killed_pid"),
+        "at_s": None,
+        "requests": 0,
+        "failed": 0,
+        "served_during": 0,
+        "offered_during": 0,
+        "recovered_s": rec.get("recovered_s"),
+        "latency_recovered_s": None,
+        "max_answer_gap_s": None,
+        "replaced_s": rec.get("replaced_s"),
+        "replacement_pid": rec.get("replacement_pid"),
+        "live_workers_after": rec.get("live_workers"),
+        "killed_gone": rec.get("killed_gone"),
+        "error": rec.get("error", "" if t_kill is not None else "the fault did not fire"),
+    }
+    measured = obs.intended >= params.warmup_s
+    ok = obs.status == 200
+    block["requests"] = int(measured.sum())
+    block["failed"] = int((measured & ~ok).sum())
+    done = np.sort(obs.done[measured & ok])
+    if done.size >= 2:
+        block["max_answer_gap_s"] = float(np.diff(done).max())
+    if t_kill is None or t0 is None:
+        return block
+    kill = t_kill - t0  # on the schedule's clock
+    block["at_s"] = kill - params.warmup_s
+    end = kill + block["recovered_s"] if block["recovered_s"] is not None else float(obs.intended.max())
+    during = measured & (obs.intended >= kill) & (obs.intended < end)
+    block["offered_during"] = int(during.sum())
+    block["served_during"] = int((during & ok).sum())
+    block["latency_recovered_s"] = _latency_recovered(obs, kill, params.warmup_s)
+    return block
+
+
+def _latency_recovered(obs: load.Observations, kill: float, warmup_s: float) -> float | None:
+    """Seconds from the kill to the first of two consecutive healthy bins (see ``RECOVERY_BIN_S``)."""
+    ok = obs.status == 200
+    latency = obs.done - obs.intended
+    before = ok & (obs.intended >= warmup_s) & (obs.intended < kill)
+    if before.sum() < 20:  # too few answers before the kill for a baseline p90
+        return None
+    bound = RECOVERY_FACTOR * metrics.latency_summary(latency[before])["p90"] + 1e-3
+    n_bins = int(np.ceil((float(obs.intended.max()) - kill) / RECOVERY_BIN_S))
+    healthy = []
+    for i in range(max(n_bins, 0)):
+        lo = kill + i * RECOVERY_BIN_S
+        in_bin = (obs.intended >= lo) & (obs.intended < lo + RECOVERY_BIN_S)
+        answered = bool(ok[in_bin].all())
+        healthy.append(answered and (not in_bin.any() or metrics.latency_summary(latency[in_bin])["p90"] <= bound))
+    for i, good in enumerate(healthy):
+        if good and (i + 1 == len(healthy) or healthy[i + 1]):
+            return i * RECOVERY_BIN_S
+    return None
+
+
 def request_point_label(values: dict) -> str:
     """A sweep point in a progress line: the backend, and the fault when there is one."""
-    return request_label(values) + (", server killed" if values.get("fault_kill_at_s") else "")
+    if not values.get("fault_kill_at_s"):
+        return request_label(values)
+    if values.get("fault_target") == "replica":
+        return request_label(values) + f", 1 of {values.get('server_workers')} replicas killed"
+    return request_label(values) + ", server killed"
 
 
 PATTERN = Pattern(
@@ -530,4 +708,5 @@ PATTERN = Pattern(
     ),
     view="bench.views.request",
     limits="capacity",
+    fault_params=("fault_kill_at_s",),  # whichever fault_target
 )

@@ -198,6 +198,18 @@ def test_metrics(batch_run: tuple[results.RunResult, Path]) -> None:
     assert m["latency_s"] is None
     assert m["phases_overlap"] is True
     assert m["output_bytes"] == (run_dir / "predictions.parquet").stat().st_size
+
+
+def test_process_start_is_measured_apart_and_includes_the_model_load(batch_run: tuple[results.RunResult, Path]) -> None:
+    """What a job platform bills from container start: a fresh interpreter to a ready predictor, measured
+    once, untimed by the job; it holds the model load the runner also reports (never bill both)."""
+    result, run_dir = batch_run
+    m = results.load(run_dir).metrics
+    start, fixed = m["process_start"], m["fixed_costs_s"]
+    assert fixed["process_start"] == start["wall_s"] > fixed["model_load"] > 0
+    assert start["cpu_s"] > 0 and start["imports"] == "bench.patterns.batch.local"
+    assert 0 < start["split_s"]["model_load_s"] < start["wall_s"] < 60
+    assert start["split_s"]["imports_s"] < start["wall_s"] and start["modules"] > 100
     assert m["fixed_costs_s"]["model_load"] >= 0
     assert m == result.metrics  # what was returned is what was written
 

@@ -245,11 +245,44 @@ def test_the_aggregate_feature_is_answered_and_checked_against_the_batch_aggrega
         ("knee_factor", 1.0, "'knee_factor' must be > 1"),
         ("aggregate", "sql", "'aggregate' must be one of"),
         ("activity_per_customer", 0.0, "'activity_per_customer' must be > 0"),
+        ("fault_target", "node", "'fault_target' must be one of"),
     ],
 )
 def test_bad_request_params(field, value, message):
     with pytest.raises(BenchError, match=message):
         RequestParams(**{field: value})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"server_workers": 1}, "'fault_target' 'replica' needs server_workers >= 2"),
+        ({"fault_kill_at_s": 0.0}, "'fault_target' 'replica' needs fault_kill_at_s > 0"),
+        ({"fault_restart": False}, "'fault_restart' False applies to fault_target 'server' only"),
+        ({"backend": "inprocess"}, "'fault_kill_at_s' needs backend 'http'"),
+    ],
+)
+def test_a_replica_fault_needs_replicas_and_says_which_parameter(overrides, message):
+    """Refused when the parameters are built, before any server starts."""
+    good = {"backend": "http", "fault_kill_at_s": 1.0, "fault_target": "replica", "server_workers": 2}
+    RequestParams(**good)
+    with pytest.raises(BenchError, match=message):
+        RequestParams(**(good | overrides))
+
+
+def test_fault_runs_are_known_by_the_pattern_hook_not_by_name():
+    from bench.patterns import registry
+
+    request = registry.get("request")
+    assert request.is_fault_run({"fault_kill_at_s": 4.0}) and request.is_fault_run(
+        RequestParams(fault_kill_at_s=1.0, fault_target="replica", server_workers=2)
+    )
+    assert not request.is_fault_run({"backend": "http"}) and not request.is_fault_run(RequestParams())
+    assert registry.get("hybrid").is_fault_run({"fault_batch_kill_at_s": 11.0})
+    assert not registry.get("hybrid").is_fault_run({"refresh_interval_s": 5.0})
+    assert registry.get("microbatch").is_fault_run({"fault_kill_at_s": 1.0})
+    for name in ("batch", "predictor"):
+        assert not registry.get(name).is_fault_run({"rows": 10})
 
 
 def test_server_killed_mid_run_is_counted_and_the_run_ends_on_time(small_dataset, small_model, tmp_path):
@@ -277,6 +310,62 @@ def test_server_killed_mid_run_is_counted_and_the_run_ends_on_time(small_dataset
     assert m["fault_events"][0]["kind"] == "server_killed" and m["fault_events"][0]["restarted"]
     assert out["recovered"]
     assert elapsed < 60
+    f = m["fault"]
+    assert (f["target"], f["replicas"], f["killed_gone"], f["error"]) == ("server", 1, True, "")
+    assert f["failed"] == out["failed_requests"] and f["recovered_s"] == m["fault_events"][0]["restart_s"]
+    assert f["replacement_pid"] != f["killed_pid"] and f["live_workers_after"] == 1
+    assert f["at_s"] == pytest.approx(1.0, abs=0.5) and f["served_during"] < f["offered_during"]
+    assert f["max_answer_gap_s"] >= out["unavailable_s"] * 0.5  # the consumer saw the outage
+
+
+def test_one_of_two_replicas_killed_mid_run_the_service_answers_throughout(small_dataset, small_model, tmp_path):
+    """C8 as a cost model with two replicas assumes it: one of two uvicorn workers behind one address is
+    SIGKILLed under load; uvicorn's supervisor replaces it while the other worker keeps serving."""
+    import time
+
+    import psutil
+    from helpers import assert_valid_or_busy
+
+    params = _small(
+        backend="http",
+        server_workers=2,
+        fault_target="replica",
+        rate=100.0,
+        duration_s=4.0,
+        min_requests=100,
+        warmup_s=0.5,
+        floor=False,
+        fault_kill_at_s=1.0,
+        timeout_s=1.0,
+    )
+    t0 = time.monotonic()
+    result = run(small_dataset, small_model, params, RunContext("replica", tmp_path))
+    elapsed = time.monotonic() - t0
+    m, f = result.metrics, result.metrics["fault"]
+    assert elapsed < 60  # the run ends on time
+    assert (f["target"], f["replicas"], f["error"]) == ("replica", 2, "")
+    assert m["fault_events"][0]["kind"] == "replica_killed" and m["fault_events"][0]["pid"] == f["killed_pid"]
+    # the killed pid is gone, replaced by a new worker: the pool is back at two
+    assert f["killed_gone"] and not (psutil.pid_exists(f["killed_pid"]) and _is_worker(f["killed_pid"]))
+    assert f["replacement_pid"] not in (None, f["killed_pid"]) and f["live_workers_after"] == 2
+    assert 0 < f["replaced_s"] <= f["recovered_s"] < 60
+    # failures are counted (0 is the point of redundancy: only requests in flight on the killed worker fail)
+    assert f["failed"] == sum(m["errors"].values()) >= 0 and f["failed"] <= 0.05 * f["requests"]
+    assert (m["unavailability"] is None) == (f["failed"] == 0)
+    # the service answered throughout: requests sent while the worker was being replaced were served
+    assert f["served_during"] >= f["offered_during"] - f["failed"] > 0
+    assert m["score_mismatches"] == 0
+    if assert_valid_or_busy(result):
+        assert f["max_answer_gap_s"] < 0.5  # no outage a consumer would see (the whole-server kill: ~1 s)
+
+
+def _is_worker(pid: int) -> bool:
+    import psutil
+
+    try:
+        return "multiprocessing.spawn" in " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return False
 
 
 def test_overload_ends_on_time_and_shows_queueing(small_dataset, small_model, tmp_path):

