@@ -46,9 +46,13 @@ _TABLE_CSS = """<style>
 table.bench, .jp-RenderedHTMLCommon table.bench {border-collapse: collapse; table-layout: auto; margin: 0.3em 0 1em 0;
   font-size: 12px; max-width: 100%; width: auto}
 table.bench th, table.bench td, .jp-RenderedHTMLCommon table.bench th, .jp-RenderedHTMLCommon table.bench td {
-  white-space: normal; overflow-wrap: break-word; text-align: left; vertical-align: top; padding: 3px 8px;
+  white-space: normal; overflow-wrap: anywhere; text-align: left; vertical-align: top; padding: 3px 8px;
   border: none; border-bottom: 1px solid #e3e3e3; max-width: 36em; overflow: visible; text-overflow: clip}
-table.bench th, .jp-RenderedHTMLCommon table.bench th {font-weight: 600; border-bottom: 1px solid #999}
+table.bench th, .jp-RenderedHTMLCommon table.bench th {font-weight: 600; border-bottom: 1px solid #999;
+  overflow-wrap: normal; min-width: 4em}
+/* a long token (a configuration label, a run id) may break anywhere, so no table is wider than the page;
+   a short word never does */
+table.bench td, .jp-RenderedHTMLCommon table.bench td {min-width: 4em}
 table.bench td.num, .jp-RenderedHTMLCommon table.bench td.num {text-align: right; white-space: nowrap;
   font-variant-numeric: tabular-nums}
 table.bench td.ids, .jp-RenderedHTMLCommon table.bench td.ids {font-size: 11px; overflow-wrap: anywhere;
