@@ -45,6 +45,12 @@ class ServerConfig:
     store_path: str = ""
     aggregate: str = ""  #: "" none; "onthefly" from the activity log, "precomputed" from a store (C10)
     aggregate_path: str = ""
+    #: a request body longer than this is answered 413 without reading the rest (a scoring body is
+    #: ~0.9 KB: 32 features as JSON floats; 64 KiB leaves room for a client that pretty-prints)
+    max_body_bytes: int = 65_536
+    #: seconds a request's body may take to arrive once its headers have: a client that stalls
+    #: mid-body is answered 408 and disconnected (a whole scoring body arrives in one TCP segment)
+    body_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         owner = "ServerConfig"
@@ -60,7 +66,13 @@ class ServerConfig:
         require_choice(owner, "app", self.app, APPS)
         require_choice(owner, "store_kind", self.store_kind, STORE_KINDS)
         require_choice(owner, "aggregate", self.aggregate, AGGREGATES)
-        require_positive(owner, num_threads=self.num_threads, workers=self.workers)
+        require_positive(
+            owner,
+            num_threads=self.num_threads,
+            workers=self.workers,
+            max_body_bytes=self.max_body_bytes,
+            body_timeout_s=self.body_timeout_s,
+        )
         if not 0 <= self.port <= 65535:
             raise BenchError(f"{owner} field 'port' must be in 0–65535, got {self.port}")
         for kind, path in (("store_kind", "store_path"), ("aggregate", "aggregate_path")):

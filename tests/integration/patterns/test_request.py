@@ -467,7 +467,7 @@ def test_scorer_uses_a_predictors_single_row_entry_when_it_has_one(small_model, 
     from bench.systems import http_app
 
     plain = http_app.Scorer(ServerConfig(str(small_model.path), gc_freeze=False))
-    row = [0.5] * http_app.N_FEATURES
+    row = http_app.FeatureCheck(http_app.FEATURE_COLUMNS).lo.tolist()  # schema-valid; 0.5s are refused
     status, body = plain.predict(json.dumps({"features": row}).encode())
     want = float(make_predictor(small_model).predict(np.array([row]))[0])
     assert status == 200 and json.loads(body)["score"] == want
@@ -572,3 +572,73 @@ def test_http_pool_times_out_waits_for_a_free_connection_and_keeps_answers_apart
     assert (obs.status[slow] == load.TIMEOUT).all() and (obs.status[~slow] == 200).all()
     assert np.array_equal(obs.scores[~slow], [float(delays[i % len(raws)]) for i in np.arange(60)[~slow]])
     assert (obs.sent[~slow] >= obs.issued[~slow]).all() and pool.open <= 2 and not pool._waiting
+
+
+# ---------------------------------------------------------------------------------- the server defends itself
+
+
+@pytest.fixture(scope="module", params=APPS)
+def guarded(tmp_path_factory, request):
+    """A real server with small limits: 4 KiB bodies, 0.5 s for a body to arrive."""
+    small_model = request.getfixturevalue("small_model")
+    log = tmp_path_factory.mktemp("guarded") / "server.log"
+    config = ServerConfig(str(small_model.path), app=request.param, max_body_bytes=4096, body_timeout_s=0.5)
+    srv = ServerProcess(config, log).start(timeout_s=60)
+    yield srv
+    srv.stop()
+
+
+def _raw(port: int, data: bytes, wait_s: float = 5.0) -> tuple[bytes, float]:
+    """Send ``data`` on a raw connection, read until the server closes it: (what it answered, seconds)."""
+    import socket
+    import time
+
+    with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as s:
+        s.sendall(data)
+        t0, out = time.perf_counter(), b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out, time.perf_counter() - t0
+
+
+def _valid_features() -> list:
+    return [None if np.isnan(v) else v for v in _valid_row()]
+
+
+def _valid_row() -> np.ndarray:
+    from bench.systems.http_app import FeatureCheck
+
+    return FeatureCheck(workload.FEATURE_COLUMNS).lo.copy()
+
+
+def test_an_oversized_body_is_refused_413_without_reading_it(guarded):
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n"
+    out, _ = _raw(guarded.port, head + b"{")  # 10 MB declared, 1 byte sent: answered, then closed
+    assert out.startswith(b"HTTP/1.1 413") and b"4096 bytes" in out
+    chunked = b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    out, _ = _raw(guarded.port, chunked + (b"1000\r\n" + b" " * 4096 + b"\r\n") * 2)
+    assert out.startswith(b"HTTP/1.1 413")
+    assert guarded.healthy()
+
+
+def test_a_stalled_half_request_is_dropped_within_the_bound(guarded):
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n"
+    out, waited = _raw(guarded.port, head + b'{"features": [')
+    assert out.startswith(b"HTTP/1.1 408") and b"connection: close" in out.lower()
+    assert 0.4 < waited < 3.0  # the 0.5 s bound, on a busy machine
+    assert guarded.healthy()
+
+
+def test_values_outside_the_schema_are_422_naming_the_feature_and_nulls_score(guarded):
+    features = _valid_features()
+    i = workload.FEATURES.index("tenure_months")
+    status, body = _post(guarded.port, json.dumps({"features": [*features[:i], 500, *features[i + 1 :]]}).encode())
+    assert status == 422 and body["feature"] == "tenure_months" and "[0, 120]" in body["error"]
+    i = workload.FEATURES.index("plan")
+    status, body = _post(guarded.port, json.dumps({"features": [*features[:i], 9, *features[i + 1 :]]}).encode())
+    assert status == 422 and body["feature"] == "plan" and "not a known code" in body["error"]
+    assert "3=unlimited" in body["allowed"]
+    i = workload.FEATURES.index("nps_score")  # the schema allows a missing NPS: scored as NaN
+    status, body = _post(guarded.port, json.dumps({"features": [*features[:i], None, *features[i + 1 :]]}).encode())
+    assert status == 200 and 0 < body["score"] < 1
+    assert guarded.healthy()

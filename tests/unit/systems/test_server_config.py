@@ -82,7 +82,9 @@ def test_the_app_reads_its_configuration_from_the_environment(small_model, monke
     app = http_app.app_from_env()
     assert callable(app) and not hasattr(app, "router")  # the bare ASGI callable, not FastAPI
     scorer = http_app.Scorer(config)
-    status, body = scorer.predict(json.dumps({"features": [0.5] * http_app.N_FEATURES}).encode())
+    status, body = scorer.predict(
+        json.dumps({"features": http_app.FeatureCheck(http_app.FEATURE_COLUMNS).lo.tolist()}).encode()
+    )
     assert status == 200 and scorer.config is config and 0 < json.loads(body)["score"] < 1
 
 
