@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import model, results
-from bench.app import profiles
+from bench.app import profiles, runner
 from bench.core import paths
 from bench.core.errors import BenchError
 from bench.core.files import atomic_write_bytes
 from bench.core.params import from_string, parse
+from bench.data import workload
+from bench.model import training
 from bench.patterns import registry
 
 #: The Jupyter kernel the pipeline runs notebooks in: this interpreter, registered under the venv.
@@ -85,14 +87,44 @@ def pattern_parameters(pattern: str, profile: str, overrides: dict[str, str] | N
     return values
 
 
+def check_inputs(params: Any) -> None:
+    """Check the files a run will read before papermill starts (raises BenchError naming the file):
+    the data file (readable, > 0 rows, the schema, its sidecar's hash) and a cached model (its
+    sidecar's hash, before LightGBM parses it). Inside a kernel the same errors came last in a
+    40–60-line traceback, or as DeadKernelError when LightGBM crashed on a truncated model."""
+    if params.data_path:
+        workload.open_dataset(params.data_path)
+    path = training.cached_model_path(runner.model_params(params))
+    if path is not None and path.exists() and path.with_suffix(".json").exists():  # else it is retrained
+        training.verify_file(path)
+
+
+def _cell_failure(exc: Exception, notebook: Path) -> BenchError:
+    """A failed cell as one line: the BenchError's message (or the exception's type and message),
+    and where the executed notebook with the whole traceback is."""
+    ename, evalue = getattr(exc, "ename", type(exc).__name__), str(getattr(exc, "evalue", exc)).strip()
+    cause = evalue if ename == "BenchError" else f"{ename}: {evalue}"
+    return BenchError(f"{cause} (the executed notebook: {notebook})")
+
+
 def run_pattern(pattern: str, values: dict[str, Any], profile: str, results_dir: Path | None = None) -> Path:
-    """Execute the pattern's notebook once; returns the run directory (result.json + executed notebook)."""
+    """Execute the pattern's notebook once; returns the run directory (result.json + executed notebook).
+
+    Parameters and input files are checked first: a run refused before it started leaves no run
+    directory. A cell that fails raises BenchError with its one-line cause; the executed notebook stays."""
     spec = registry.get(pattern)
-    parse(spec.params, values, owner=pattern)
+    params = parse(spec.params, values, owner=pattern)
+    check_inputs(params)
     run_id = results.new_run_id(pattern)
     run_dir = results.run_dir_for(run_id, results_dir)
     results.ensure_writable(run_dir)
-    execute(spec.notebook, run_dir / spec.notebook, {**values, "profile": profile, "run_dir": str(run_dir)})
+    output = run_dir / spec.notebook
+    try:
+        execute(spec.notebook, output, {**values, "profile": profile, "run_dir": str(run_dir)})
+    except Exception as exc:
+        if type(exc).__name__ not in ("PapermillExecutionError", "DeadKernelError"):
+            raise
+        raise _cell_failure(exc, output) from exc
     if not (run_dir / results.RESULT_FILE).exists():
         raise BenchError(f"notebook {spec.notebook} finished without writing {run_dir / results.RESULT_FILE}")
     return run_dir

@@ -61,5 +61,8 @@ def run_pattern(
     result.metrics.setdefault("fixed_costs_s", {})["model_load"] = load_s[0]
     result.metrics["fixed_costs_s"].update(compile_costs)
     result.metrics["model"] = {k: model.meta.get(k) for k in ("holdout_auc", "train_seconds", "train_rows")}
+    if result.metrics.get("predictions") == 0:  # nothing was scored: no number of this run means anything
+        errors = result.metrics.get("errors")
+        result.invalidate("the pattern got no predictions" + (f" (errors: {errors})" if errors else ""))
     results.write(result, run_dir)
     return result

@@ -8,6 +8,7 @@ an error that names the parameter.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -111,11 +112,39 @@ def to_dict(params: Any) -> dict[str, Any]:
 # Range checks used by the dataclasses' __post_init__ -------------------------------------------
 
 
+# Every check is written ``not (x >= lo)`` rather than ``x < lo``: a comparison with NaN is False,
+# so ``nan < 0`` let fault_kill_at_s=nan through (the server was killed at once in a "valid" run).
+
+#: Metadata key a float field sets to True when NaN or ±inf is a meaningful value for it.
+NONFINITE_OK = "nonfinite_ok"
+
+
+def _finite_note(value: float) -> str:
+    return "" if math.isfinite(value) else " (it must be a finite number)"
+
+
 def require_positive(owner: str, **values: float) -> None:
-    """Every value must be > 0."""
+    """Every value must be a finite number > 0 (NaN and inf refused)."""
     for name, value in values.items():
-        if not value > 0:  # also refuses NaN
-            raise BenchError(f"{owner} parameter {name!r} must be > 0, got {value!r}")
+        if not (value > 0 and math.isfinite(value)):
+            raise BenchError(f"{owner} parameter {name!r} must be > 0, got {value!r}" + _finite_note(value))
+
+
+def require_nonnegative(owner: str, **values: float) -> None:
+    """Every value must be a finite number >= 0 (NaN and inf refused)."""
+    for name, value in values.items():
+        if not (value >= 0 and math.isfinite(value)):
+            raise BenchError(f"{owner} parameter {name!r} must be >= 0, got {value!r}" + _finite_note(value))
+
+
+def require_finite_fields(params: Any, owner: str | None = None) -> None:
+    """Every float field of the dataclass ``params`` must be finite, unless its metadata sets
+    :data:`NONFINITE_OK`: one check every params dataclass runs, so no field can forget it."""
+    owner = owner or type(params).__name__
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if isinstance(value, float) and not f.metadata.get(NONFINITE_OK) and not math.isfinite(value):
+            raise BenchError(f"{owner} parameter {f.name!r} must be a finite number, got {value!r}")
 
 
 def require_choice(owner: str, name: str, value: str, choices: typing.Iterable[str]) -> None:
@@ -139,3 +168,17 @@ def user_values(namespace: Mapping[str, Any]) -> dict[str, Any]:
         and not isinstance(v, types.ModuleType | type)
         and not callable(v)
     }
+
+
+def nonfinite_keys(value: Any, where: str = "") -> list[str]:
+    """Where ``value`` (nested dicts and lists) holds NaN or ±inf, as ``a.b[2]`` paths: what a JSON
+    writer refusing them names (``json.dumps`` would write a bare ``NaN`` no JSON reader accepts)."""
+    if isinstance(value, Mapping):
+        return [k for key, v in value.items() for k in nonfinite_keys(v, f"{where}.{key}" if where else str(key))]
+    if isinstance(value, list | tuple):
+        return [k for i, v in enumerate(value) for k in nonfinite_keys(v, f"{where}[{i}]")]
+    if hasattr(value, "item") and not isinstance(value, float):  # a numpy scalar
+        value = value.item() if getattr(value, "size", 1) == 1 else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return [where or "(value)"]
+    return []

@@ -340,14 +340,37 @@ def ensure_dataset(rows: int, seed: int = 0, directory: Path | None = None) -> D
 
 
 def open_dataset(path: str | Path) -> Dataset:
-    """A Dataset for an existing parquet file (any provenance), with a clear error if it is missing."""
+    """A Dataset for an existing parquet file (any provenance), checked before any work: a readable
+    parquet file of at least one row that passes :func:`validate`, and matches the sha256 of its
+    sidecar when it has one. Each refusal is one BenchError naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise BenchError(f"data file {str(path)!r} is a directory, not a parquet file")
     if not path.is_file():
         raise BenchError(f"data file {str(path)!r} does not exist; generate it with bench.data.workload.ensure_dataset")
     meta_path = path.with_suffix(".json")
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     try:
-        rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BenchError(f"data file {str(path)!r}: its sidecar {meta_path.name} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise BenchError(f"data file {str(path)!r}: its sidecar {meta_path.name} is not a JSON object")
+    sha = sha256_file(path)
+    if meta.get("sha256") not in (None, sha):
+        raise BenchError(
+            f"data file {str(path)!r} does not match the sha256 in {meta_path.name} (changed or truncated); "
+            "delete both to regenerate"
+        )
+    try:
+        frame = pl.scan_parquet(path)
+        rows = frame.select(pl.len()).collect().item()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise BenchError(f"data file {str(path)!r} is not a readable parquet file: {exc}") from exc
-    return Dataset(path, rows, meta.get("seed", -1), sha256_file(path), meta.get("generator_version", -1))
+    if rows == 0:
+        # batch refused it late; request and hybrid ran on it and reported a "valid" run of 0 predictions
+        raise BenchError(f"data file {str(path)!r} has 0 rows; every pattern needs at least one customer")
+    try:
+        validate(frame, source=f"data file {str(path)!r}")
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise BenchError(f"data file {str(path)!r} could not be read: {exc}") from exc
+    return Dataset(path, rows, meta.get("seed", -1), sha, meta.get("generator_version", -1))

@@ -18,6 +18,7 @@ import numpy as np
 
 from bench.core.errors import BenchError
 from bench.core.params import require_positive
+from bench.measure.httpclient import HttpError
 
 SCHEDULES = ("constant", "poisson", "step", "diurnal")
 
@@ -81,8 +82,15 @@ def schedule(kind: str, rate: float, total_s: float, seed: int, peak_to_mean: fl
 # Open-loop driver
 # --------------------------------------------------------------------------------------------
 
-#: status codes for requests that got no HTTP answer
-TIMEOUT, CONN_ERROR = 0, -1
+#: status codes for requests that got no HTTP answer: timed out, the connection failed (refused,
+#: reset, lost, a malformed response), or the call raised anything else, an exception in the backend
+#: or the harness (an in-process predictor raising IndexError on an empty table was once booked as a
+#: "connection" error, hundreds of them in a run marked valid).
+TIMEOUT, CONN_ERROR, BACKEND_ERROR = 0, -1, -2
+#: What each code is counted as in a window's ``errors`` (``bench.measure.metrics.window_summary``).
+ERROR_NAMES = {TIMEOUT: "timeout", CONN_ERROR: "connection", BACKEND_ERROR: "backend_exception"}
+#: What a failed connection raises: the HTTP client's own error, or the socket's.
+CONNECTION_FAILURES = (HttpError, OSError)
 
 
 @dataclass
@@ -170,8 +178,10 @@ def drive_async(
             rec.scores[i] = score
         except TimeoutError:
             rec.status[i] = TIMEOUT
-        except Exception:  # connection refused / reset: counted, never dropped
+        except CONNECTION_FAILURES:  # connection refused / reset / lost: counted, never dropped
             rec.status[i] = CONN_ERROR
+        except Exception:  # the call itself failed (a bad answer, a bug): counted as what it is
+            rec.status[i] = BACKEND_ERROR
         rec.done[i] = time.perf_counter() - t0
 
     def start(i: int, t0: float) -> None:
@@ -280,8 +290,8 @@ def drive_sync(schedule: np.ndarray, call, *, deadline_s: float) -> Observations
             rec.issued[i] = rec.sent[i] = now
             try:
                 rec.status[i], rec.scores[i] = call(i)
-            except Exception:
-                rec.status[i] = CONN_ERROR
+            except Exception:  # in process there is no connection: whatever it raised is the backend's
+                rec.status[i] = BACKEND_ERROR
             rec.done[i] = time.perf_counter() - t0
         return rec.result(time.perf_counter() - t0)
 

@@ -347,6 +347,7 @@ def window_summary(
     errors = {
         "timeout": int((measured & (obs.status == 0) & ~np.isnan(obs.issued)).sum()),
         "connection": int((measured & (obs.status == -1)).sum()),
+        "backend_exception": int((measured & (obs.status == -2)).sum()),
         "http_4xx": int((measured & (obs.status >= 400) & (obs.status < 500)).sum()),
         "http_5xx": int((measured & (obs.status >= 500)).sum()),
         "not_sent": int((measured & np.isnan(obs.issued)).sum()),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -147,15 +149,71 @@ def ensure_model(params: ModelParams, directory: Path | None = None) -> Model:
     return train(params, directory)
 
 
-def load(path: str | Path) -> Model:
-    """Load a LightGBM text model; refuse anything else, or a model of other features, by name."""
+#: Bound on parsing a model without a sidecar in a child process (a 200-tree model parses in ~0.1 s).
+PARSE_CHECK_TIMEOUT_S = 120.0
+
+
+def _parses_in_child(path: Path) -> str | None:
+    """Why LightGBM cannot parse ``path``, found in a child process (None if it parses): on a
+    truncated file LightGBM itself can crash the process (a notebook saw DeadKernelError)."""
+    code = "import sys, lightgbm; lightgbm.Booster(model_file=sys.argv[1])"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(path)],
+            capture_output=True,
+            encoding="utf-8",
+            errors="replace",  # LightGBM may echo the broken bytes
+            timeout=PARSE_CHECK_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return f"LightGBM did not parse it within {PARSE_CHECK_TIMEOUT_S:.0f} s"
+    if proc.returncode == 0:
+        return None
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else f"the parser exited with code {proc.returncode}"
+
+
+def verify_file(path: str | Path) -> tuple[str, dict]:
+    """Check a model file before LightGBM reads it: a LightGBM text model whose sha256 matches its
+    sidecar (``.json``), or, without a sidecar, one a child process parses. Returns (sha256, sidecar)."""
     path = Path(path)
+    if path.is_dir():
+        raise BenchError(f"model file {str(path)!r} is a directory, not a LightGBM model")
     if not path.is_file():
         raise BenchError(f"model file {str(path)!r} does not exist")
     with open(path, "rb") as f:
         head = f.read(64)
     if not head.startswith(b"tree\n"):
         raise BenchError(f"model file {str(path)!r} is not a LightGBM text model (it must start with 'tree')")
+    sha = files.sha256_file(path)
+    meta_path = path.with_suffix(".json")
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BenchError(
+            f"model file {str(path)!r}: its sidecar {meta_path.name} is not valid JSON ({exc}); delete both to retrain"
+        ) from exc
+    if not isinstance(meta, dict):
+        raise BenchError(f"model file {str(path)!r}: its sidecar {meta_path.name} is not a JSON object")
+    if meta.get("sha256"):
+        if meta["sha256"] != sha:
+            raise BenchError(
+                f"model file {str(path)!r} does not match the sha256 in {meta_path.name} (truncated or changed); "
+                "delete it to retrain"
+            )
+    else:
+        why = _parses_in_child(path)
+        if why:
+            raise BenchError(f"model file {str(path)!r} could not be parsed by LightGBM ({why}); delete it to retrain")
+    return sha, meta
+
+
+def load(path: str | Path) -> Model:
+    """Load a LightGBM text model; refuse anything else, or a model of other features, by name.
+
+    The file is checked (:func:`verify_file`) before LightGBM parses it in this process."""
+    path = Path(path)
+    sha, meta = verify_file(path)
     try:
         booster = lgb.Booster(model_file=str(path))
     except lgb.basic.LightGBMError as exc:
@@ -168,9 +226,16 @@ def load(path: str | Path) -> Model:
             f"model file {str(path)!r} has features that differ from the workload's: "
             f"unexpected {extra}, missing {lacking}" + ("" if extra or lacking else ", order differs")
         )
-    sha = files.sha256_file(path)
-    meta_path = path.with_suffix(".json")
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    if meta and meta.get("sha256") != sha:
-        raise BenchError(f"model file {str(path)!r} does not match the sha256 in {meta_path.name}")
     return Model(path, booster, sha, meta)
+
+
+def cached_model_path(params: ModelParams, directory: Path | None = None) -> Path | None:
+    """Where the model of ``params`` is cached, if its training data is already on disk (else None:
+    nothing is cached yet). Reads the data's sidecar only; generates and hashes nothing."""
+    directory = directory or paths.data_dir()
+    meta_path = workload.dataset_path(params.train_rows, params.data_seed, directory).with_suffix(".json")
+    try:
+        sha = json.loads(meta_path.read_text()).get("sha256") if meta_path.exists() else None
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None  # a corrupt data sidecar: ensure_dataset regenerates the data, so a new model key
+    return directory / "models" / f"churn-{_model_key(params, sha)}.txt" if sha else None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import BenchError
-from bench.core.params import require_choice, require_positive, to_dict
+from bench.core.params import require_choice, require_finite_fields, require_positive, to_dict
 from bench.model import PREDICTORS
 from bench.results import RunResult, provenance
 
@@ -29,14 +29,23 @@ class PatternParams:
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
+        # Every float field of every pattern's params is checked here, once: a NaN or inf that slips
+        # past a subclass's range check (rate=inf, refresh_interval_s=nan) is refused by name.
+        require_finite_fields(self, owner)
         require_positive(
             owner, rows=self.rows, train_rows=self.train_rows, trees=self.trees, num_threads=self.num_threads
         )
-        if self.leaves < 2:
+        if not self.leaves >= 2:
             raise BenchError(f"{owner} parameter 'leaves' must be >= 2, got {self.leaves}")
         require_choice(owner, "predictor", self.predictor, PREDICTORS)
-        if self.data_path and not Path(self.data_path).is_file():
-            raise BenchError(f"{owner} parameter 'data_path': file {self.data_path!r} does not exist")
+        if self.data_path:
+            path = Path(self.data_path)
+            if path.is_dir():
+                raise BenchError(
+                    f"{owner} parameter 'data_path': {self.data_path!r} is a directory, not a parquet file"
+                )
+            if not path.is_file():
+                raise BenchError(f"{owner} parameter 'data_path': file {self.data_path!r} does not exist")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import polars as pl
 from bench.core import paths
 from bench.core.errors import BenchError
 from bench.core.files import atomic_write_bytes
+from bench.core.params import nonfinite_keys
 from bench.results.migrate import migrate
 from bench.results.schema import RunResult, check
 
@@ -53,7 +54,11 @@ def write(result: RunResult, run_dir: Path) -> Path:
         samples = result.samples
         atomic_write_bytes(run_dir / SAMPLES_FILE, lambda tmp: samples.write_parquet(tmp))
     path = run_dir / RESULT_FILE
-    text = json.dumps(result.to_dict(), indent=2, default=_json_default)
+    try:  # NaN/Infinity is not JSON: no other reader could load the file
+        text = json.dumps(result.to_dict(), indent=2, default=_json_default, allow_nan=False)
+    except ValueError as exc:
+        where = ", ".join(nonfinite_keys(result.to_dict())) or str(exc)
+        raise BenchError(f"run {result.run_id}: not written: NaN or infinity (not JSON) at {where}") from exc
     atomic_write_bytes(path, lambda tmp: tmp.write_text(text))
     return path
 

@@ -31,6 +31,7 @@ import numpy as np
 import polars as pl
 
 from bench.core.errors import BenchError
+from bench.core.params import require_nonnegative, require_positive
 from bench.data import store, workload
 from bench.measure import metrics, openloop
 from bench.model import Model
@@ -71,13 +72,12 @@ class HybridParams(RequestParams):
             raise BenchError(f"{owner} parameter 'hit_ratio' must be in (0, 1], got {self.hit_ratio}")
         if self.aggregate:
             raise BenchError(f"{owner} parameter 'aggregate' is a per-request option; leave it empty here")
-        for name in ("refresh_interval_s", "fault_batch_kill_at_s"):
-            if getattr(self, name) < 0:
-                raise BenchError(f"{owner} parameter {name!r} must be >= 0, got {getattr(self, name)}")
+        require_nonnegative(
+            owner, refresh_interval_s=self.refresh_interval_s, fault_batch_kill_at_s=self.fault_batch_kill_at_s
+        )
         if not 0 <= self.job_nice <= 19:
             raise BenchError(f"{owner} parameter 'job_nice' must be 0–19, got {self.job_nice}")
-        if self.job_threads < 1 or self.job_timeout_s <= 0:
-            raise BenchError(f"{owner} parameters 'job_threads' and 'job_timeout_s' must be positive")
+        require_positive(owner, job_threads=self.job_threads, job_timeout_s=self.job_timeout_s)
         if self.fault_kill_at_s:
             raise BenchError(
                 f"{owner} parameter 'fault_kill_at_s' kills a live-scoring server: use the request pattern"

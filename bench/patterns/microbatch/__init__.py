@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.core.errors import BenchError
-from bench.core.params import require_choice, require_positive
+from bench.core.params import require_choice, require_nonnegative, require_positive
 from bench.data import events, workload
 from bench.measure import load, metrics, openloop
 from bench.model import Model, make_predictor
@@ -97,9 +97,13 @@ class MicrobatchParams(PatternParams):
             capacity_max_rate=self.capacity_max_rate,
             capacity_tolerance=self.capacity_tolerance,
         )
-        for name in ("warmup_s", "fault_kill_at_s", "saturation_events", "max_inflight"):
-            if getattr(self, name) < 0:
-                raise BenchError(f"{owner} parameter {name!r} must be >= 0, got {getattr(self, name)}")
+        require_nonnegative(
+            owner,
+            warmup_s=self.warmup_s,
+            fault_kill_at_s=self.fault_kill_at_s,
+            saturation_events=self.saturation_events,
+            max_inflight=self.max_inflight,
+        )
         if not self.knee_factor > 1:
             raise BenchError(f"{owner} parameter 'knee_factor' must be > 1, got {self.knee_factor}")
 

@@ -30,7 +30,7 @@ import polars as pl
 import psutil
 
 from bench.core.errors import BenchError
-from bench.core.params import require_choice, require_positive
+from bench.core.params import require_choice, require_nonnegative, require_positive
 from bench.data import features, store, workload
 from bench.measure import load, metrics, openloop
 from bench.measure.httpclient import HttpPool
@@ -126,8 +126,7 @@ class RequestParams(PatternParams):
             server_workers=self.server_workers,
             connections=self.connections,
         )
-        if self.fault_kill_at_s < 0:
-            raise BenchError(f"{owner} parameter 'fault_kill_at_s' must be >= 0, got {self.fault_kill_at_s}")
+        require_nonnegative(owner, fault_kill_at_s=self.fault_kill_at_s, warmup_s=self.warmup_s)
         if self.fault_kill_at_s and self.backend != "http":
             raise BenchError(f"{owner} parameter 'fault_kill_at_s' needs backend 'http', got {self.backend!r}")
         require_choice(owner, "fault_target", self.fault_target, FAULT_TARGETS)
@@ -144,8 +143,6 @@ class RequestParams(PatternParams):
                     f"{owner} parameter 'fault_restart' False applies to fault_target 'server' only: with "
                     "'replica', uvicorn's supervisor replaces the dead worker itself"
                 )
-        if self.warmup_s < 0:
-            raise BenchError(f"{owner} parameter 'warmup_s' must be >= 0, got {self.warmup_s}")
         if not self.knee_factor > 1:
             raise BenchError(f"{owner} parameter 'knee_factor' must be > 1, got {self.knee_factor}")
 

@@ -8,7 +8,17 @@ from dataclasses import dataclass
 import pytest
 
 from bench.core.errors import BenchError
-from bench.core.params import from_string, parse, require_choice, require_positive, to_dict
+from bench.core.params import (
+    NONFINITE_OK,
+    from_string,
+    nonfinite_keys,
+    parse,
+    require_choice,
+    require_finite_fields,
+    require_nonnegative,
+    require_positive,
+    to_dict,
+)
 from bench.model import ModelParams
 
 
@@ -218,3 +228,43 @@ def test_require_choice() -> None:
     with pytest.raises(BenchError) as info:
         require_choice("owner", "predictor", "xgb", {"onnx": 1, "lightgbm": 2})
     assert "'predictor'" in str(info.value) and "['lightgbm', 'onnx']" in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Non-finite numbers: refused by every range check
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0, -1.0])
+def test_require_positive_refuses_nan_inf_and_non_positive(value: float) -> None:
+    with pytest.raises(BenchError, match="'x' must be > 0, got"):
+        require_positive("owner", x=value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), -1e-9, -3])
+def test_require_nonnegative_refuses_nan_inf_and_negative(value: float) -> None:
+    with pytest.raises(BenchError, match="'x' must be >= 0, got"):
+        require_nonnegative("owner", x=value)
+    require_nonnegative("owner", x=0, y=0.0, z=2.5)
+
+
+@dataclass(frozen=True)
+class Floats:
+    ratio: float = 0.5
+    bound: float = dataclasses.field(default=float("inf"), metadata={NONFINITE_OK: True})
+    count: int = 1
+
+
+def test_require_finite_fields_names_the_field_unless_it_allows_non_finite() -> None:
+    require_finite_fields(Floats())  # bound says inf is meaningful for it
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(BenchError, match="Floats parameter 'ratio' must be a finite number"):
+            require_finite_fields(Floats(ratio=value))
+
+
+def test_nonfinite_keys_names_every_path() -> None:
+    import numpy as np
+
+    doc = {"a": {"b": float("nan"), "c": [1.0, np.float64("inf")]}, "ok": 1.5, "s": "nan"}
+    assert nonfinite_keys(doc) == ["a.b", "a.c[1]"]
+    assert nonfinite_keys({"x": [0, 1.0]}) == []

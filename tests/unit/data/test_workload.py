@@ -398,3 +398,42 @@ def test_open_dataset_refuses_a_file_that_is_not_parquet(tmp_path: Path) -> None
     bad.write_text("not parquet")
     with pytest.raises(BenchError, match="not a readable parquet file"):
         workload.open_dataset(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# open_dataset: a user's file, checked before any work
+# --------------------------------------------------------------------------------------------
+
+
+def test_open_dataset_refuses_an_empty_table_naming_the_file(frame: pl.DataFrame, tmp_path: Path) -> None:
+    """A 0-row table was refused by batch only; request and hybrid ran on it and reported a valid run."""
+    path = tmp_path / "empty.parquet"
+    frame.head(0).write_parquet(path)
+    with pytest.raises(BenchError, match="has 0 rows") as info:
+        workload.open_dataset(path)
+    assert str(path) in str(info.value)
+
+
+def test_open_dataset_refuses_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="is a directory"):
+        workload.open_dataset(tmp_path)
+
+
+def test_open_dataset_checks_the_schema(frame: pl.DataFrame, tmp_path: Path) -> None:
+    path = tmp_path / "lacking.parquet"
+    frame.drop("tenure_months").write_parquet(path)
+    with pytest.raises(BenchError, match=r"missing column\(s\) \['tenure_months'\]") as info:
+        workload.open_dataset(path)
+    assert str(path) in str(info.value)
+
+
+def test_open_dataset_refuses_a_file_its_sidecar_does_not_describe(frame: pl.DataFrame, tmp_path: Path) -> None:
+    path = tmp_path / "data.parquet"
+    frame.write_parquet(path)
+    assert workload.open_dataset(path).rows == frame.height
+    path.with_suffix(".json").write_text(json.dumps({"sha256": "0" * 64}))
+    with pytest.raises(BenchError, match="does not match the sha256"):
+        workload.open_dataset(path)
+    path.with_suffix(".json").write_text("{broken")
+    with pytest.raises(BenchError, match="not valid JSON"):
+        workload.open_dataset(path)

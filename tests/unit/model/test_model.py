@@ -289,3 +289,60 @@ def test_auc_invariant_to_monotone_transform() -> None:
 def test_auc_needs_both_classes(labels: list[int]) -> None:
     with pytest.raises(BenchError, match="both classes"):
         model.auc(np.array(labels), np.linspace(0, 1, len(labels)))
+
+
+def _copy_with_sidecar(small_model: model.Model, tmp_path: Path) -> Path:
+    copy = tmp_path / small_model.path.name
+    shutil.copy(small_model.path, copy)
+    shutil.copy(small_model.path.with_suffix(".json"), copy.with_suffix(".json"))
+    return copy
+
+
+def test_truncated_model_is_refused_by_its_sidecar_before_lightgbm_parses_it(
+    small_model: model.Model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A truncated cached model once crashed the notebook kernel inside LightGBM (DeadKernelError):
+    the sidecar's sha256 is checked first, and the error names the file and what to do."""
+    copy = _copy_with_sidecar(small_model, tmp_path)
+    text = copy.read_bytes()
+    copy.write_bytes(text[: len(text) // 3])
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError("LightGBM parsed a file that fails its sidecar's hash")
+
+    monkeypatch.setattr(training.lgb, "Booster", no_parse)
+    with pytest.raises(BenchError) as info:
+        model.load(copy)
+    message = str(info.value)
+    assert str(copy) in message and "sha256" in message and "delete it to retrain" in message
+    assert "\n" not in message
+
+
+def test_truncated_model_without_sidecar_is_parsed_in_a_child_process_first(
+    small_model: model.Model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bare.txt"
+    text = small_model.path.read_bytes()
+    path.write_bytes(text[: len(text) // 3])
+    parsed_here: list[str] = []
+    real = training.lgb.Booster
+    monkeypatch.setattr(training.lgb, "Booster", lambda **kw: parsed_here.append(kw["model_file"]) or real(**kw))
+    with pytest.raises(BenchError, match="could not be parsed by LightGBM") as info:
+        model.load(path)
+    assert str(path) in str(info.value) and "delete it to retrain" in str(info.value)
+    assert parsed_here == []  # this process never handed the file to LightGBM
+
+
+def test_verify_file_refuses_a_directory_and_a_corrupt_sidecar(small_model: model.Model, tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="is a directory"):
+        training.verify_file(tmp_path)
+    copy = _copy_with_sidecar(small_model, tmp_path)
+    copy.with_suffix(".json").write_text("{not json")
+    with pytest.raises(BenchError, match="sidecar .* is not valid JSON"):
+        training.verify_file(copy)
+
+
+def test_cached_model_path_is_where_ensure_model_keeps_it(small_model: model.Model, data_dir: Path) -> None:
+    params = ModelParams(**small_model.meta["params"])
+    assert training.cached_model_path(params, data_dir) == small_model.path
+    assert training.cached_model_path(ModelParams(train_rows=123, trees=1), data_dir) is None  # data not there
