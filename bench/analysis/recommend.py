@@ -498,7 +498,7 @@ class RecommendNotebook:
 
     results_dir: str = ""
     price_preset: str = ""  #: "" = the price file's default
-    prices_file: str = ""  #: "" = bench/prices.yaml
+    prices_file: str = ""  #: "" = bench/analysis/prices.yaml
     peak_to_mean: float = 3.0
     min_replicas: int = 2
     latency: str | float = "100ms"

@@ -57,7 +57,7 @@ class ReportNotebook:
     results_dir: str = ""
     profile: str = ""
     machine: str = ""
-    prices_file: str = ""  #: "" = the repo's bench/prices.yaml
+    prices_file: str = ""  #: "" = the repo's bench/analysis/prices.yaml
     price_preset: str = ""  #: "" = the file's default
     predictions_per_day: float = 100_000.0  #: the article's example volume
     batch_every_h: float = 24.0
