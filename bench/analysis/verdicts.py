@@ -842,6 +842,7 @@ def c8(runs, prices, w) -> Verdict:
         "holds" if batch_ok else "does not hold: requests failed while the refresh was down",
         "" if batch_ok else "less available than claimed",
     )
+
     def target(r: RunResult) -> str:
         """What the fault killed: the whole server ("server") or one of several replicas ("replica")."""
         return (r.metrics.get("fault") or {}).get("target") or ("server" if _workers(r) == 1 else "replica")

@@ -9,6 +9,7 @@ from pathlib import Path
 from bench.app import pipeline, profiles, recommend
 from bench.core.errors import BenchError
 from bench.patterns import registry
+from bench.systems import reaper
 
 
 def _overrides(pairs: list[str]) -> dict[str, str]:
@@ -22,6 +23,15 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the command itself, not a test calling main([...]): it owns what it starts
+        try:
+            # SIGTERM/SIGHUP unwind like Ctrl-C; on the way out every process the run started is ended
+            # and its scratch folder removed, however the run stopped (bench.systems.reaper).
+            with reaper.supervise():
+                return main(sys.argv[1:])
+        except reaper.Stopped as exc:
+            print(f"bench: {exc}; the processes it started have been ended", file=sys.stderr)
+            return 128 + exc.signum
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -50,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--use-cases", action="store_true", help="run the article's seven use cases instead")
     rec.add_argument("--results", type=Path, default=None, help="results directory (default results/)")
     rec.add_argument("--price-preset", default="", help="a preset of the price file (default: its default)")
-    rec.add_argument("--prices-file", default="", help="a price YAML file (default bench/prices.yaml)")
+    rec.add_argument("--prices-file", default="", help="a price YAML file (default bench/analysis/prices.yaml)")
     rec.add_argument("--peak-to-mean", type=float, default=3.0, help="peak request rate over the mean (default 3)")
     rec.add_argument("--min-replicas", type=int, default=2, help="always-on replicas kept at least (default 2)")
     rec.add_argument("--json", action="store_true", help="print the recommendation(s) as JSON")

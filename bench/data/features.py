@@ -132,7 +132,9 @@ def read_activity(path: str | Path) -> pl.DataFrame:
     not of the log's schema."""
     path = Path(path)
     if not path.is_file():
-        raise BenchError(f"activity file {str(path)!r} does not exist; generate it with bench.data.features.ensure_activity")
+        raise BenchError(
+            f"activity file {str(path)!r} does not exist; generate it with bench.data.features.ensure_activity"
+        )
     try:
         df = pl.read_parquet(path)
     except (pl.exceptions.PolarsError, OSError) as exc:

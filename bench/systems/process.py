@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 
 from bench.core.errors import BenchError
+from bench.systems.reaper import REAPER, dying_with_parent
 from bench.systems.server_config import ServerConfig
 
 
@@ -68,6 +69,7 @@ class ServerProcess:
         self.log_path = Path(log_path)
         self.proc: subprocess.Popen | None = None
         self.start_seconds: float | None = None  #: launch to first healthy answer, of the last start
+        self._tracked: int | None = None  #: this server's entry in the process's reaper
 
     @property
     def host(self) -> str:
@@ -114,21 +116,33 @@ class ServerProcess:
         ]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
+        # Its own session (a signal to the run's group must not reach it mid-measurement), so it is
+        # tracked, and dies with this process even on SIGKILL (see bench.systems.reaper).
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                cmd, env=os.environ | c.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                dying_with_parent(cmd),
+                env=os.environ | c.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
+        if self._tracked is None:
+            self._tracked = REAPER.track(f"model server pid {self.proc.pid}", self.stop)
         deadline = t0 + timeout_s
-        while time.perf_counter() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(
-                    f"model server exited with code {self.proc.returncode} before answering /health; "
-                    f"log tail:\n{self.log_tail()}"
-                )
-            if self.healthy() and self._all_workers_serving(deadline):
-                self.start_seconds = time.perf_counter() - t0
-                return self
-            time.sleep(0.1)
+        try:
+            while time.perf_counter() < deadline:
+                if self.proc.poll() is not None:
+                    raise BenchError(
+                        f"model server exited with code {self.proc.returncode} before answering /health; "
+                        f"log tail:\n{self.log_tail()}"
+                    )
+                if self.healthy() and self._all_workers_serving(deadline):
+                    self.start_seconds = time.perf_counter() - t0
+                    return self
+                time.sleep(0.1)
+        except BaseException:  # a signal or an error mid-start: the caller has no server to stop
+            self.stop()
+            raise
         self.stop()
         raise BenchError(
             f"model server did not answer /health from all {c.workers} worker(s) within {timeout_s} s; "
@@ -243,13 +257,18 @@ class ServerProcess:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM the server's process group, SIGKILL it if it has not gone within ``timeout_s``."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=timeout_s)
-        except ProcessLookupError:  # the group has gone already (a kill): reap the process
-            self.proc.wait(timeout=timeout_s)
+            if self.proc is None or self.proc.poll() is not None:
+                return
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=timeout_s)
+            except ProcessLookupError:  # the group has gone already (a kill): reap the process
+                self.proc.wait(timeout=timeout_s)
+        finally:  # untracked once gone, not before: a stopping process waits for its tracked list to empty
+            if self._tracked is not None:
+                REAPER.untrack(self._tracked)
+                self._tracked = None

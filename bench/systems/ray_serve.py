@@ -1,7 +1,7 @@
 """The per-request model server as a Ray Serve deployment: same routes and answers as ``http_app``.
 
-Ray is started for the run by ``bench.systems.raysession`` (local, loopback-only, dashboard off) unless
-``ray_address`` points at a cluster. The deployment reads the same :class:`ServerConfig` as the uvicorn
+Ray is started for the run by ``bench.systems.raysession`` (local, every process bound to 127.0.0.1,
+dashboard off) unless ``ray_address`` points at a cluster (probed first, bounded). The deployment reads the same :class:`ServerConfig` as the uvicorn
 server (its JSON is what each replica is bound to); ``replicas`` stands in for uvicorn's workers.
 """
 
@@ -65,16 +65,21 @@ class RayServeServer:
         self.session = RaySession(address=address)
 
     def start(self, timeout_s: float = 180.0) -> "RayServeServer":
-        self.session.start()
+        self.session.start()  # tracked by the process's reaper until stopped (bench.systems.reaper)
         self.fixed_costs_s["ray_start"] = self.session.start_s
         t1 = time.perf_counter()
-        serve.start(http_options={"host": self.host, "port": self.port})
-        serve.run(
-            _deployment(self.replicas).bind(self.config.to_json()),
-            name="bench",
-            route_prefix="/",
-        )
-        if not wait_healthy(self.host, self.port, timeout_s):
+        try:
+            serve.start(http_options={"host": self.host, "port": self.port})
+            serve.run(
+                _deployment(self.replicas).bind(self.config.to_json()),
+                name="bench",
+                route_prefix="/",
+            )
+            healthy = wait_healthy(self.host, self.port, timeout_s)
+        except BaseException:  # a signal or an error mid-deploy: the caller has no server to stop
+            self.stop()
+            raise
+        if not healthy:
             self.stop()
             raise BenchError(f"Ray Serve did not answer /health on {self.host}:{self.port} within {timeout_s} s")
         self.fixed_costs_s["serve_deploy"] = time.perf_counter() - t1

@@ -1,21 +1,25 @@
 """One Ray instance for one run: started locally (or joined), measured, and always shut down.
 
-A local instance is loopback-only, has no dashboard (it doubles Ray's memory), no auth token in
+A local instance is loopback-only (every Ray process binds 127.0.0.1), has no dashboard (it doubles Ray's memory), no auth token in
 ``~/.ray``, and a per-run temp dir under /tmp (Ray's unix socket paths must fit in 107 bytes).
 Its start-up time and memory are recorded as fixed costs of the pattern that needed it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import psutil
 
 from bench.core.errors import BenchError
+from bench.systems.reaper import REAPER, scratch_dir
 
 #: A local instance on a small, busy machine: the GCS marks a raylet dead after missed health checks
 #: (default 5 × 3 s), and a dead raylet takes the driver down with it. Suspected (not confirmed) cause
@@ -33,6 +37,60 @@ LOCAL_SYSTEM_CONFIG = {
 #: local start is tried this many times before the run fails with a message saying why.
 START_ATTEMPTS = 2
 
+#: Joining a cluster: Ray retries an unreachable GCS without end and without a message, so the address
+#: is first probed with a TCP connect bounded by this many seconds (a reachable GCS answers in ms).
+JOIN_PROBE_TIMEOUT_S = 10.0
+
+#: Ray on Linux resolves ``_node_ip_address="127.0.0.1"`` to the host's own address unless this is
+#: "0" (its macOS/Windows local-only mode); then the GCS, raylet, workers and agents all bind loopback.
+#: Measured with psutil during a local start: 12 listening sockets off loopback (``::``, 0.0.0.0, the
+#: host's address) by default, none with it.
+_LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def _gcs_host_port(address: str) -> tuple[str, int] | None:
+    """``host:port`` of a GCS address (``ray://`` client addresses too); None for "auto"/"local"."""
+    rest = address.split("://", 1)[-1].strip().rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def probe_address(address: str, timeout_s: float = JOIN_PROBE_TIMEOUT_S) -> None:
+    """Raise a BenchError naming ``address`` and the bound unless a TCP connect to it succeeds in time."""
+    target = _gcs_host_port(address)
+    if target is None:
+        return  # "auto" / "local": Ray finds a local instance itself, nothing to probe
+    try:
+        with socket.create_connection(target, timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise BenchError(
+            f"ray_address {address!r} did not accept a TCP connection within {timeout_s:g} s ({exc}); "
+            "check the address and that the cluster's GCS port is reachable from this machine"
+        ) from exc
+
+
+@contextlib.contextmanager
+def _loopback_only(ray) -> Iterator[None]:
+    """During a local start: Ray's own processes inherit the env var, this driver reads the constant
+    it was computed from at import (Ray may have been imported before this run), both restored after
+    so that a later join in the same process reports the host's address."""
+    from ray._private import ray_constants
+
+    before_env, before_const = os.environ.get(_LOCAL_ONLY_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_LOCAL_ONLY_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before_const
+        if before_env is None:
+            os.environ.pop(_LOCAL_ONLY_ENV, None)
+        else:
+            os.environ[_LOCAL_ONLY_ENV] = before_env
+
 
 @dataclass
 class RaySession:
@@ -44,6 +102,7 @@ class RaySession:
     start_s: float = 0.0
     temp_dir: str = ""
     info: dict = field(default_factory=dict)
+    _tracked: int | None = field(default=None, init=False, repr=False)  #: entry in the process's reaper
 
     def start(self) -> RaySession:
         # Lazy: Ray takes ~1.7 s to import on this VM, and this module is imported wherever a pattern
@@ -57,9 +116,23 @@ class RaySession:
         from ray._private import auto_init_hook
 
         auto_init_hook.enable_auto_connect = False
+        # Tracked from here: a signal or an error mid-start leaves no Ray behind (bench.systems.reaper).
+        self._tracked = REAPER.track("ray", self.stop)
+        try:
+            self._start(ray)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            REAPER.reclaim_sigterm()
+        return self
+
+    def _start(self, ray) -> None:
         t0 = time.perf_counter()
         attempts = 1
         if self.address:
+            probe_address(self.address)
+            t0 = time.perf_counter()  # the fixed cost is Ray's join, not the probe
             ray.init(address=self.address, log_to_driver=False)
         else:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -70,7 +143,7 @@ class RaySession:
                 except Exception as exc:  # Ray raises a bare Exception when its raylet misses 30 s
                     if "timed out during startup" not in str(exc):
                         raise
-                    self.stop()
+                    self._shutdown()
                     if attempts >= START_ATTEMPTS:
                         raise BenchError(
                             f"a local Ray did not start in {attempts} attempts of Ray's fixed 30 s each: "
@@ -87,17 +160,20 @@ class RaySession:
             "cluster_cpus": ray.cluster_resources().get("CPU", 0.0),
             "rss_bytes_after_start": self.rss_bytes(),
         }
-        return self
 
     def _init_local(self, ray) -> None:
-        self.temp_dir = tempfile.mkdtemp(prefix="bray-", dir="/tmp")
-        ray.init(
-            include_dashboard=False,
-            num_cpus=self.num_cpus or os.cpu_count(),
-            _temp_dir=self.temp_dir,
-            log_to_driver=False,
-            _system_config=LOCAL_SYSTEM_CONFIG | self.system_config,
-        )
+        # In the bench command's scratch folder when there is one, so that its final sweep removes it
+        # even if this process is killed; the path stays short enough for Ray's sockets.
+        self.temp_dir = tempfile.mkdtemp(prefix="bray-", dir=scratch_dir())
+        with _loopback_only(ray):
+            ray.init(
+                include_dashboard=False,
+                num_cpus=self.num_cpus or os.cpu_count(),
+                _temp_dir=self.temp_dir,
+                _node_ip_address="127.0.0.1",
+                log_to_driver=False,
+                _system_config=LOCAL_SYSTEM_CONFIG | self.system_config,
+            )
 
     def roots(self) -> dict[str, int]:
         """Ray's processes started by this driver (raylet, GCS, workers...) as CPU-meter roots."""
@@ -119,9 +195,17 @@ class RaySession:
                 continue
         return total
 
-    def stop(self) -> None:
+    def _shutdown(self) -> None:
         import ray  # lazy, as in start()
 
         ray.shutdown()
         if self.temp_dir:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def stop(self) -> None:
+        try:
+            self._shutdown()
+        finally:  # untracked once stopped, not before (a stopping process waits for its list to empty)
+            if self._tracked is not None:
+                REAPER.untrack(self._tracked)
+                self._tracked = None
