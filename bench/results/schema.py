@@ -315,4 +315,9 @@ def check(data: Any, source: str = "result") -> RunResult:
             raise BenchError(f"{source}: provenance lacks {key!r}")
     if not data["valid"] and not data["invalid_reasons"]:
         raise BenchError(f"{source}: an invalid result must say why (invalid_reasons is empty)")
-    return RunResult(**{k: data[k] for k in (*_TYPES, "schema_version")})
+    result = RunResult(**{k: data[k] for k in (*_TYPES, "schema_version")})
+    if result.valid and not result.metrics.predictions:
+        # a run that scored nothing has no rate, latency or cost to compare (files written before the
+        # runner invalidated such runs said valid): listed as invalid, never compared, never divided by
+        result.invalidate("no predictions: the run scored nothing")
+    return result

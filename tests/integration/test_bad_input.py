@@ -102,16 +102,18 @@ def test_a_refused_connection_is_still_booked_as_a_connection_error() -> None:
 
     from bench.measure.httpclient import HttpPool
 
-    with socket.socket() as s:  # a port nobody listens on
+    # a port held bound but never listening for the whole test: connecting is refused, and no other
+    # process (a parallel test's server) can take the port in between
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    pool = HttpPool("127.0.0.1", port, 2)
-    raw = pool.encode("GET", "/")
+        pool = HttpPool("127.0.0.1", port, 2)
+        raw = pool.encode("GET", "/")
 
-    async def call(i: int, on_send):
-        return await pool.request(raw, 1.0, on_send)
+        async def call(i: int, on_send):
+            return await pool.request(raw, 1.0, on_send)
 
-    obs = load.drive_async(np.arange(5) * 1e-3, call, deadline_s=5.0)
+        obs = load.drive_async(np.arange(5) * 1e-3, call, deadline_s=5.0)
     assert (obs.status == load.CONN_ERROR).all()
 
 
@@ -249,6 +251,12 @@ def test_a_results_dir_holding_a_zero_prediction_result_renders(tmp_path: Path) 
     data = json.loads((results.run_dir_for("zero", tmp_path) / results.RESULT_FILE).read_text())
     assert data["metrics"]["predictions"] == 0 and data["valid"] is True
     sel = selection.select(tmp_path)
+    # listed as invalid with the reason, never compared (the verdicts divided by its 0 predictions)
+    assert [r.run_id for r in sel.invalid] == ["zero"] and "no predictions" in sel.invalid[0].invalid_reasons[-1]
+    from bench.analysis import cost, verdicts
+
+    loaded = results.load_all(tmp_path).results
+    verdicts.table(loaded, cost.load_prices(), cost.Workload(1e5))
     report.runs_table(sel.runs)
     report.cpu_per_prediction(sel.runs)
     report.appendix_runs(sel.runs)
