@@ -332,7 +332,7 @@ def _bad_parquet(frame: pl.DataFrame, path: Path) -> str:
             "'tenure_months'",
             id="below-minimum",
         ),
-        pytest.param(lambda df: df.head(0), "has no rows", id="no-rows"),
+        pytest.param(lambda df: df.head(0), "has 0 rows", id="no-rows"),
     ],
 )
 def test_bad_input_file_is_refused(
