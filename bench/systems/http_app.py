@@ -18,11 +18,10 @@ The server defends itself (both apps, one code path: :func:`read_body` and :clas
   categorical code, a null where the column has no missing values — is answered 422 naming the
   feature and what it allows. Nulls stay allowed where the schema allows them.
 
-Not covered here: a client that stalls *inside the request headers* (or connects and sends nothing)
-is never seen by the app, and uvicorn 0.54 with httptools arms no timer for it
-(``timeout_keep_alive`` starts only after a response, and is cancelled by the next request's first
-byte); header *size* is bounded by the parser (h11's ``h11_max_incomplete_event_size``, 16 KiB;
-llhttp's own limits for httptools). That needs a front proxy or a protocol-level timer.
+* request headers that have not arrived ``ServerConfig.header_timeout_s`` after the connection's
+  start or the request's first byte (a client that connects and sends nothing, or stalls mid-headers)
+  are answered 408 and the connection closed, by the protocol (``bench.systems.http_protocol``):
+  uvicorn itself arms no timer there. Header *size* is bounded by the parser (llhttp's limits).
 
 ``POST /score`` takes ``{"customer_id": id, "features": [...]}``. With a store (the hybrid pattern)
 it answers the pre-computed score by lookup and falls back to live scoring for a customer the store

@@ -109,7 +109,7 @@ class ServerProcess:
             "--loop",
             "uvloop",
             "--http",
-            "httptools",
+            "bench.systems.http_protocol:BoundedHeadersProtocol",  # httptools, headers bounded
             "--no-access-log",
             "--log-level",
             "warning",

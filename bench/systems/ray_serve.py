@@ -31,7 +31,8 @@ def _deployment(replicas: int):
         """Loads the model once per replica; scoring is the same code as the uvicorn server's."""
 
         def __init__(self, config_json: str) -> None:
-            self.scorer = http_app.Scorer(ServerConfig.from_json(config_json))
+            self.config = ServerConfig.from_json(config_json)
+            self.scorer = http_app.Scorer(self.config)
 
         @app.get("/noop")
         async def noop(self):
@@ -43,7 +44,13 @@ def _deployment(replicas: int):
 
         @app.post("/predict")
         async def predict(self, request: Request):
-            status, body = self.scorer.predict(await request.body())
+            # The same body bounds as the uvicorn server (413 too large, 408 too slow), in the replica:
+            # Serve's proxy sets no limit of its own.
+            c = self.config
+            body, refused = await http_app.read_body(request.scope, request.receive, c.max_body_bytes, c.body_timeout_s)
+            if refused is not None:
+                return Response(refused[1], refused[0], {"connection": "close"}, "application/json")
+            status, body = self.scorer.predict(body)
             return Response(body, status_code=status, media_type="application/json")
 
     return Scorer

@@ -1,7 +1,9 @@
 """One Ray instance for one run: started locally (or joined), measured, and always shut down.
 
-A local instance is loopback-only (every Ray process binds 127.0.0.1), has no dashboard (it doubles Ray's memory), no auth token in
-``~/.ray``, and a per-run temp dir under /tmp (Ray's unix socket paths must fit in 107 bytes).
+A local instance is loopback-only (every Ray process binds 127.0.0.1), asks for Ray's token
+authentication with a token held in this process's environment (never written to ``~/.ray`` or to
+disk), has no dashboard (it doubles Ray's memory), and a per-run temp dir under /tmp (Ray's unix
+socket paths must fit in 107 bytes).
 Its start-up time and memory are recorded as fixed costs of the pattern that needed it.
 """
 
@@ -9,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -47,6 +52,41 @@ JOIN_PROBE_TIMEOUT_S = 10.0
 #: host's address) by default, none with it.
 _LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
+#: Ray's token authentication (checked with Ray 2.60: a driver with no token or a wrong one is refused
+#: by the GCS, the right one joins). The token lives in this process's environment, inherited by the
+#: Ray processes it starts, one per bench process and kept until it exits: a token file removed at
+#: shutdown aborted a Ray thread that outlives ``ray.shutdown()``. A user who set ``RAY_AUTH_MODE``
+#: (e.g. ``disabled``) keeps their choice.
+_AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
+_PROCESS_TOKEN = secrets.token_hex(32)
+
+
+def _reload_auth() -> None:
+    """Ray reads its auth mode and token once per process (at import); make it read them again."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    # In this order, as Ray's own test helper does: config first, then the cached token.
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _local_auth_mode() -> str:
+    """Turn token authentication on for a local start unless the user chose a mode; the mode in force."""
+    if "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ["RAY_AUTH_TOKEN"] = _PROCESS_TOKEN
+    _reload_auth()
+    return os.environ["RAY_AUTH_MODE"]
+
+
+def _join_auth_mode() -> str:
+    """Joining a cluster: its own auth settings apply, not the token of an earlier local start."""
+    if os.environ.get("RAY_AUTH_TOKEN") == _PROCESS_TOKEN:
+        for var in _AUTH_ENV:
+            os.environ.pop(var, None)
+    _reload_auth()
+    return os.environ.get("RAY_AUTH_MODE", "disabled")
+
 
 def _gcs_host_port(address: str) -> tuple[str, int] | None:
     """``host:port`` of a GCS address (``ray://`` client addresses too); None for "auto"/"local"."""
@@ -57,8 +97,19 @@ def _gcs_host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def probe_address(address: str, timeout_s: float = JOIN_PROBE_TIMEOUT_S) -> None:
-    """Raise a BenchError naming ``address`` and the bound unless a TCP connect to it succeeds in time."""
+#: ... and then asked for the cluster's id over gRPC in a child process bounded by this many seconds:
+#: a port that accepts TCP but is not a GCS (or a GCS that hangs) made ``ray.init`` retry GcsClient
+#: creation (~40 s each) many times over; a live GCS answers in well under a second (plus ~2 s to
+#: import Ray in the child).
+JOIN_HANDSHAKE_TIMEOUT_S = 30.0
+
+_HANDSHAKE = "import sys; from ray._raylet import GcsClient; GcsClient(address=sys.argv[1]).cluster_id"
+
+
+def probe_address(address: str, timeout_s: float = JOIN_PROBE_TIMEOUT_S,
+                  handshake_timeout_s: float = JOIN_HANDSHAKE_TIMEOUT_S) -> None:
+    """Raise a BenchError naming ``address`` and the bound unless a TCP connect to it succeeds in time
+    and (for a GCS address, not ``ray://``) its GCS answers a gRPC call in time."""
     target = _gcs_host_port(address)
     if target is None:
         return  # "auto" / "local": Ray finds a local instance itself, nothing to probe
@@ -70,6 +121,19 @@ def probe_address(address: str, timeout_s: float = JOIN_PROBE_TIMEOUT_S) -> None
             f"ray_address {address!r} did not accept a TCP connection within {timeout_s:g} s ({exc}); "
             "check the address and that the cluster's GCS port is reachable from this machine"
         ) from exc
+    if address.startswith("ray://"):
+        return  # Ray Client's server, not a GCS: Ray Client bounds its own connection
+    try:
+        done = subprocess.run([sys.executable, "-c", _HANDSHAKE, f"{target[0]}:{target[1]}"],
+                              capture_output=True, text=True, timeout=handshake_timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(
+            f"ray_address {address!r} accepts TCP but its Ray GCS did not answer within "
+            f"{handshake_timeout_s:g} s; is it the head's GCS port (6379 by default) and is the head alive?"
+        ) from exc
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise BenchError(f"ray_address {address!r}: the Ray GCS refused the connection: {last[:300]}")
 
 
 @contextlib.contextmanager
@@ -131,11 +195,12 @@ class RaySession:
         t0 = time.perf_counter()
         attempts = 1
         if self.address:
+            auth = _join_auth_mode()  # first: the probe's child process sees the user's auth settings
             probe_address(self.address)
             t0 = time.perf_counter()  # the fixed cost is Ray's join, not the probe
             ray.init(address=self.address, log_to_driver=False)
         else:
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            auth = _local_auth_mode()
             while True:
                 try:
                     self._init_local(ray)
@@ -156,6 +221,7 @@ class RaySession:
             "start_s": self.start_s,
             "start_attempts": attempts,
             "local": not self.address,
+            "auth": auth,
             "nodes": len(ray.nodes()),
             "cluster_cpus": ray.cluster_resources().get("CPU", 0.0),
             "rss_bytes_after_start": self.rss_bytes(),

@@ -51,6 +51,11 @@ class ServerConfig:
     #: seconds a request's body may take to arrive once its headers have: a client that stalls
     #: mid-body is answered 408 and disconnected (a whole scoring body arrives in one TCP segment)
     body_timeout_s: float = 5.0
+    #: seconds a request's headers may take, from the connection's start or the request's first
+    #: byte: a client that connects and sends nothing, or stalls mid-headers, is answered 408 and
+    #: disconnected (``bench.systems.http_protocol``); above uvicorn's 5 s keep-alive, so an idle
+    #: kept-alive connection is closed by that first, as before
+    header_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         owner = "ServerConfig"
@@ -72,6 +77,7 @@ class ServerConfig:
             workers=self.workers,
             max_body_bytes=self.max_body_bytes,
             body_timeout_s=self.body_timeout_s,
+            header_timeout_s=self.header_timeout_s,
         )
         if not 0 <= self.port <= 65535:
             raise BenchError(f"{owner} field 'port' must be in 0–65535, got {self.port}")

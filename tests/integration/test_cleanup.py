@@ -171,3 +171,25 @@ def test_sigterm_ends_ray_and_its_agents_and_ray_listens_on_loopback_only(tmp_pa
         assert not [d for d in temp_dirs if Path(d).exists()], temp_dirs
     finally:
         _kill_tree(proc)
+
+
+def _refreshing(tree: list[psutil.Process]) -> bool:
+    for p in tree:
+        try:
+            if "bench.systems.refresh_job" in p.cmdline():
+                return True
+        except psutil.Error:
+            continue
+    return False
+
+
+@pytest.mark.notebook
+def test_sigterm_during_a_refresh_job_ends_the_job_and_the_server(tmp_path):
+    proc = _start(tmp_path, "hybrid", "capacity=false", "duration_s=30", "refresh_interval_s=1", "floor=false")
+    try:
+        seen = _run_until(proc, tmp_path, lambda tree: _refreshing(tree) and any(_is_server(p) for p in tree))
+        off = [s for s in _listening(list(seen.values())) if not _is_loopback(s[2])]
+        assert not off, f"listening off loopback: {off}"
+        _sigterm_and_check(proc, tmp_path, seen)
+    finally:
+        _kill_tree(proc)

@@ -38,6 +38,7 @@ from bench.model import Model
 from bench.patterns.base import Pattern, RunContext, Sweep, new_result
 from bench.patterns.request import HttpBackend, RequestParams, Window, make_backend, run_windows
 from bench.results import RunResult
+from bench.systems.reaper import REAPER
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,10 @@ class LookupBackend(HttpBackend):
             text=True,
             preexec_fn=(lambda: os.nice(nice)) if nice else None,  # noqa: PLW1509 - no threads touched
         )
+        # Tracked until it exits: SIGTERM or an error in the run kills it (bench.systems.reaper). Not
+        # wrapped by dying_with_parent: jobs start on the refresh thread, and the kernel's parent-death
+        # signal follows the thread that forked, not the process.
+        tracked = REAPER.track(f"refresh job pid {proc.pid}", proc.kill)
         record: dict = {"kind": kind, "pid": proc.pid, "killed": False}
         limit = p.job_timeout_s if kill_after_s is None else min(kill_after_s, p.job_timeout_s)
         try:
@@ -176,6 +181,8 @@ class LookupBackend(HttpBackend):
             out, err = proc.communicate(timeout=30.0)
             record["killed"] = True
             record["killed_by"] = "fault" if kill_after_s is not None else f"timeout ({p.job_timeout_s} s)"
+        finally:
+            REAPER.untrack(tracked)
         record["wall_s"] = time.perf_counter() - t0
         record["ok"] = proc.returncode == 0 and not record["killed"]
         if record["ok"]:

@@ -580,10 +580,11 @@ def test_http_pool_times_out_waits_for_a_free_connection_and_keeps_answers_apart
 
 @pytest.fixture(scope="module", params=APPS)
 def guarded(tmp_path_factory, request):
-    """A real server with small limits: 4 KiB bodies, 0.5 s for a body to arrive."""
+    """A real server with small limits: 4 KiB bodies, 0.5 s for a body to arrive, 1 s for headers."""
     small_model = request.getfixturevalue("small_model")
     log = tmp_path_factory.mktemp("guarded") / "server.log"
-    config = ServerConfig(str(small_model.path), app=request.param, max_body_bytes=4096, body_timeout_s=0.5)
+    config = ServerConfig(str(small_model.path), app=request.param, max_body_bytes=4096, body_timeout_s=0.5,
+                          header_timeout_s=1.0)
     srv = ServerProcess(config, log).start(timeout_s=60)
     yield srv
     srv.stop()
@@ -627,6 +628,31 @@ def test_a_stalled_half_request_is_dropped_within_the_bound(guarded):
     out, waited = _raw(guarded.port, head + b'{"features": [')
     assert out.startswith(b"HTTP/1.1 408") and b"connection: close" in out.lower()
     assert 0.4 < waited < 3.0  # the 0.5 s bound, on a busy machine
+    assert guarded.healthy()
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Le"],
+    ids=["connects-and-sends-nothing", "stalls-mid-headers"],
+)
+def test_a_client_that_stalls_before_its_headers_end_is_dropped_within_the_bound(guarded, sent):
+    out, waited = _raw(guarded.port, sent)
+    assert out.startswith(b"HTTP/1.1 408") and b"headers did not arrive within 1 s" in out
+    assert 0.9 < waited < 4.0  # the 1 s bound, on a busy machine
+    # a kept-alive connection that has answered is not cut by the bound mid-use
+    keep = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    import socket
+    import time
+
+    with socket.create_connection(("127.0.0.1", guarded.port), timeout=5) as s:
+        for _ in range(3):
+            s.sendall(keep)
+            answer = b""
+            while not answer.endswith(b"}"):  # the head and the JSON body may come in two segments
+                answer += s.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200")
+            time.sleep(0.6)  # 1.8 s in all on one connection, each request's headers on time
     assert guarded.healthy()
 
 

@@ -175,6 +175,18 @@ def test_an_unreachable_ray_address_fails_within_a_bound_naming_the_address():
     assert "ray" not in reaper.REAPER.tracked()
 
 
+def test_the_probe_refuses_a_port_that_accepts_tcp_but_is_no_ray_gcs():
+    # Before: ray.init retried a silent listener for minutes. The handshake runs in a child process.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        t0 = time.monotonic()
+        with pytest.raises(BenchError, match=rf"'{address}' accepts TCP but its Ray GCS did not answer within 3 s"):
+            probe_address(address, timeout_s=0.5, handshake_timeout_s=3.0)
+        assert time.monotonic() - t0 < 30
+
+
 def test_the_probe_refuses_an_address_where_nothing_listens_and_passes_one_that_does():
     with socket.socket() as bound:  # bound, not listening: a connect is refused
         bound.bind(("127.0.0.1", 0))
