@@ -59,6 +59,7 @@ import polars as pl  # imported by the schema anyway: its categoricals are polar
 from bench import model as model_mod
 from bench.data import store
 from bench.data.workload import FEATURE_COLUMNS, FEATURES, Column
+from bench.systems.batching import DynamicBatcher
 from bench.systems.server_config import AGGREGATES, APPS, ServerConfig
 
 N_FEATURES = len(FEATURES)
@@ -86,6 +87,12 @@ class Scorer:
         #: entry point where it has one (no per-call set-up), else ``predict`` on a 1-row matrix
         self.score_row = getattr(self.predictor, "predict_row", None) or self._predict_one
         self.check = FeatureCheck(FEATURE_COLUMNS)
+        #: dynamic batching of ``/predict`` (``ServerConfig.batch_max`` > 1), else None
+        self.batcher = (
+            DynamicBatcher(self.predictor.predict, config.batch_max, config.batch_wait_ms / 1e3)
+            if config.batch_max > 1
+            else None
+        )
         self.store = store.open_store(config.store_kind, config.store_path) if config.store_kind else None
         self.aggregate = _aggregator(config.aggregate, config.aggregate_path)
         self.health_body = orjson.dumps({"status": "ok", "model_sha256": self.model.sha256, "pid": os.getpid()})
@@ -97,17 +104,50 @@ class Scorer:
             gc.collect()
             gc.freeze()
 
-    def predict(self, body: bytes) -> tuple[int, bytes]:
+    def checked_row(self, body: bytes) -> tuple[np.ndarray | None, tuple[int, bytes] | None]:
+        """The body's row, checked against the schema, or the (status, body) to answer instead."""
         payload, error = _parse(body)
         if error:
-            return error
+            return None, error
         status, row = _row(payload)
         if status != 200:
-            return status, row
+            return None, (status, row)
         refused = self.check(row)
         if refused is not None:
-            return 422, refused
-        return 200, orjson.dumps({"score": self.score_row(row)})
+            return None, (422, refused)
+        return row, None
+
+    def predict(self, body: bytes) -> tuple[int, bytes]:
+        """``/predict`` unbatched: the row scored at once. ``server_us``: this call's time, parse to
+        score (the server's share of the request, beside the client's latency)."""
+        t0 = time.perf_counter()
+        row, refused = self.checked_row(body)
+        if refused is not None:
+            return refused
+        score = self.score_row(row)
+        return 200, orjson.dumps({"score": score, "server_us": (time.perf_counter() - t0) * 1e6})
+
+    async def predict_batched(self, body: bytes) -> tuple[int, bytes]:
+        """``/predict`` with dynamic batching: the row joins the batcher's queue. The answer says the
+        batch's size and the request's queue wait and predict time; a batch whose predict raised is a
+        500 for each of its requests."""
+        t0 = time.perf_counter()
+        row, refused = self.checked_row(body)
+        if refused is not None:
+            return refused
+        try:
+            got = await self.batcher.score(row)
+        except Exception as exc:  # noqa: BLE001 - answered, and the server keeps serving
+            return 500, orjson.dumps({"error": f"batch predict failed: {type(exc).__name__}: {exc}"})
+        return 200, orjson.dumps(
+            {
+                "score": got.score,
+                "server_us": (time.perf_counter() - t0) * 1e6,
+                "batch": got.batch,
+                "queue_us": got.queue_s * 1e6,
+                "predict_us": got.predict_s * 1e6,
+            }
+        )
 
     def _predict_one(self, row: np.ndarray) -> float:
         return float(self.predictor.predict(row.reshape(1, -1))[0])
@@ -359,6 +399,8 @@ def create_app(config: ServerConfig):
         body, refused = await read_body(request.scope, request.receive, config.max_body_bytes, config.body_timeout_s)
         if refused is not None:
             return Response(refused[1], refused[0], {"connection": "close"}, "application/json")
+        if handle is None:  # /predict with dynamic batching
+            return respond(*await scorer.predict_batched(body))
         return respond(*handle(body))
 
     @app.get("/health")
@@ -371,7 +413,7 @@ def create_app(config: ServerConfig):
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:
-        return await answer(request, scorer.predict)
+        return await answer(request, None if scorer.batcher else scorer.predict)
 
     @app.post("/score")
     async def score(request: Request) -> Response:
@@ -389,6 +431,7 @@ def create_asgi_app(config: ServerConfig):
     """The same routes as a bare ASGI callable: what the server costs without a framework."""
     scorer = Scorer(config)
     handlers = {"/predict": scorer.predict, "/score": scorer.score}
+    batched = scorer.batcher is not None
     json_type = (b"content-type", b"application/json")
 
     async def send_json(send, status: int, body: bytes, *extra: tuple[bytes, bytes]) -> None:
@@ -409,7 +452,10 @@ def create_asgi_app(config: ServerConfig):
                 await send_json(send, *refused, CLOSE)
                 return
             try:
-                status, body = handlers[scope["path"]](request_body)
+                if batched and scope["path"] == "/predict":
+                    status, body = await scorer.predict_batched(request_body)
+                else:
+                    status, body = handlers[scope["path"]](request_body)
             except Exception as exc:  # never drop the connection silently
                 status, body = 500, orjson.dumps({"error": f"{type(exc).__name__}: {exc}"})
             await send_json(send, status, body)

@@ -11,6 +11,8 @@ server (its JSON is what each replica is bound to); ``replicas`` stands in for u
 import dataclasses
 import time
 
+import numpy as np
+import orjson
 from fastapi import FastAPI, Request  # module level: FastAPI resolves the handlers' annotations here
 from fastapi.responses import Response
 from ray import serve  # module level: this module is the Ray Serve backend, imported only when it runs
@@ -22,13 +24,14 @@ from bench.systems.raysession import RaySession
 from bench.systems.server_config import ServerConfig
 
 
-def _deployment(replicas: int):
+def _deployment(replicas: int, batch_max: int = 1, batch_wait_s: float = 0.0):
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
     @serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": 0})
     @serve.ingress(app)
     class Scorer:
-        """Loads the model once per replica; scoring is the same code as the uvicorn server's."""
+        """Loads the model once per replica; scoring is the same code as the uvicorn server's. With
+        ``batch_max`` > 1, ``/predict`` rows are batched by Ray Serve's own ``@serve.batch``."""
 
         def __init__(self, config_json: str) -> None:
             self.config = ServerConfig.from_json(config_json)
@@ -42,6 +45,18 @@ def _deployment(replicas: int):
         async def health(self):
             return Response(self.scorer.health_body, media_type="application/json")
 
+        @serve.batch(max_batch_size=batch_max, batch_wait_timeout_s=batch_wait_s)
+        async def score_batch(self, items: list[tuple[np.ndarray, float]]) -> list[dict]:
+            """One predict call for the rows Serve has batched; each with its queue wait (as ours)."""
+            t0 = time.perf_counter()
+            scores = self.scorer.predictor.predict(np.stack([row for row, _ in items])).tolist()
+            took = time.perf_counter() - t0
+            n = len(items)
+            return [
+                {"score": s, "batch": n, "queue_us": (t0 - joined) * 1e6, "predict_us": took * 1e6}
+                for s, (_, joined) in zip(scores, items, strict=True)
+            ]
+
         @app.post("/predict")
         async def predict(self, request: Request):
             # The same body bounds as the uvicorn server (413 too large, 408 too slow), in the replica:
@@ -50,8 +65,20 @@ def _deployment(replicas: int):
             body, refused = await http_app.read_body(request.scope, request.receive, c.max_body_bytes, c.body_timeout_s)
             if refused is not None:
                 return Response(refused[1], refused[0], {"connection": "close"}, "application/json")
-            status, body = self.scorer.predict(body)
-            return Response(body, status_code=status, media_type="application/json")
+            if batch_max == 1:
+                status, body = self.scorer.predict(body)
+                return Response(body, status_code=status, media_type="application/json")
+            t0 = time.perf_counter()
+            row, refused = self.scorer.checked_row(body)
+            if refused is not None:
+                return Response(refused[1], status_code=refused[0], media_type="application/json")
+            try:
+                out = await self.score_batch((row, time.perf_counter()))
+            except Exception as exc:  # noqa: BLE001 - answered, and the replica keeps serving
+                err = orjson.dumps({"error": f"batch predict failed: {type(exc).__name__}: {exc}"})
+                return Response(err, status_code=500, media_type="application/json")
+            out["server_us"] = (time.perf_counter() - t0) * 1e6
+            return Response(orjson.dumps(out), media_type="application/json")
 
     return Scorer
 
@@ -78,7 +105,9 @@ class RayServeServer:
         try:
             serve.start(http_options={"host": self.host, "port": self.port})
             serve.run(
-                _deployment(self.replicas).bind(self.config.to_json()),
+                _deployment(self.replicas, self.config.batch_max, self.config.batch_wait_ms / 1e3).bind(
+                    self.config.to_json()
+                ),
                 name="bench",
                 route_prefix="/",
             )

@@ -56,6 +56,10 @@ class ServerConfig:
     #: disconnected (``bench.systems.http_protocol``); above uvicorn's 5 s keep-alive, so an idle
     #: kept-alive connection is closed by that first, as before
     header_timeout_s: float = 10.0
+    #: dynamic batching (``bench.systems.batching``): ``/predict`` requests join a queue and are scored
+    #: together, a batch closing at ``batch_max`` rows or ``batch_wait_ms`` after its first row; 1 = off
+    batch_max: int = 1
+    batch_wait_ms: float = 0.0
 
     def __post_init__(self) -> None:
         owner = "ServerConfig"
@@ -78,7 +82,10 @@ class ServerConfig:
             max_body_bytes=self.max_body_bytes,
             body_timeout_s=self.body_timeout_s,
             header_timeout_s=self.header_timeout_s,
+            batch_max=self.batch_max,
         )
+        if not self.batch_wait_ms >= 0:
+            raise BenchError(f"{owner} field 'batch_wait_ms' must be >= 0, got {self.batch_wait_ms}")
         if not 0 <= self.port <= 65535:
             raise BenchError(f"{owner} field 'port' must be in 0–65535, got {self.port}")
         for kind, path in (("store_kind", "store_path"), ("aggregate", "aggregate_path")):

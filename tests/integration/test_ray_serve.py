@@ -1,5 +1,5 @@
-"""The Ray Serve server answers as the uvicorn one does, bad bodies included: a score equal to
-``predict()``, a 413 for a body over ``max_body_bytes`` (Serve's proxy has no limit of its own)."""
+"""The Ray Serve server answers as the uvicorn one does, with and without ``@serve.batch``, bad
+bodies included: a score equal to ``predict()``, a 413 for a body over ``max_body_bytes`` (Serve's proxy has no limit of its own)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from bench.model import make_predictor
 from bench.systems.server_config import ServerConfig
 
 
-@pytest.fixture(scope="module")
-def serve_server(small_model, tmp_path_factory):
+@pytest.fixture(scope="module", params=[1, 8], ids=["unbatched", "serve.batch-8"])
+def serve_server(small_model, request):
     from bench.systems.ray_serve import RayServeServer  # imports Ray Serve: only where it runs
 
-    srv = RayServeServer(ServerConfig(str(small_model.path), max_body_bytes=4096)).start(timeout_s=180)
+    config = ServerConfig(str(small_model.path), max_body_bytes=4096, batch_max=request.param, batch_wait_ms=5.0)
+    srv = RayServeServer(config).start(timeout_s=180)
     yield srv
     srv.stop()
 
@@ -43,7 +44,9 @@ def test_ray_serve_scores_like_predict_and_refuses_an_oversized_body(serve_serve
     for row, want in zip(X, make_predictor(small_model).predict(X), strict=True):
         out = _post(serve_server.port, orjson.dumps({"features": [None if np.isnan(v) else float(v) for v in row]}))
         assert out.startswith(b"HTTP/1.1 200"), out[:300]
-        assert orjson.loads(out.split(b"\r\n\r\n", 1)[1])["score"] == want
+        doc = orjson.loads(out.split(b"\r\n\r\n", 1)[1])
+        assert doc["score"] == want and doc["server_us"] > 0
+        assert ("batch" in doc) == (serve_server.config.batch_max > 1)
     too_big = _post(serve_server.port, b"{", declared=10_000_000)  # 10 MB declared, 1 byte sent
     assert too_big.startswith(b"HTTP/1.1 413") and b"4096 bytes" in too_big
     assert serve_server.session.info["auth"] == "token"

@@ -65,6 +65,8 @@ class HybridParams(RequestParams):
     def __post_init__(self) -> None:
         super().__post_init__()
         owner = "HybridParams"
+        if self.batch_max != 1:
+            raise BenchError(f"{owner} parameter 'batch_max' batches /predict; the hybrid serves /score by lookup")
         if self.backend != "http":
             raise BenchError(f"{owner} parameter 'backend' must be 'http' (the lookup server), got {self.backend!r}")
         if self.store not in store.KINDS:

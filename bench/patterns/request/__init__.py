@@ -37,10 +37,14 @@ from bench.measure.httpclient import HttpPool
 from bench.model import Model, make_predictor
 from bench.patterns.base import Pattern, PatternParams, RunContext, Sweep, new_result
 from bench.results import RunResult, ensure_writable
+from bench.systems import mlserver
 from bench.systems.process import ServerProcess
 from bench.systems.server_config import AGGREGATES, APPS, ServerConfig
 
-BACKENDS = ("inprocess", "http", "ray_serve")
+BACKENDS = ("inprocess", "http", "ray_serve", "mlserver")
+#: backends whose server can batch requests dynamically (``batch_max``): ours, Ray Serve's
+#: ``@serve.batch``, MLServer's adaptive batching
+BATCHING_BACKENDS = ("http", "ray_serve", "mlserver")
 #: What a fault kills: the whole server, or one replica (worker process) of several behind one address.
 FAULT_TARGETS = ("server", "replica")
 #: Bound on waiting for a killed server or replica to be back (a restart took ~1–3 s on the 2-core VM).
@@ -99,6 +103,10 @@ class RequestParams(PatternParams):
     #: polars from the activity log at request time, "precomputed" read from a store built in batch
     aggregate: str = ""
     activity_per_customer: float = 50.0  #: events per customer in the activity log (aggregate runs)
+    #: http, ray_serve: server-side dynamic batching of /predict: a batch closes at ``batch_max``
+    #: requests or ``batch_wait_ms`` after its first (1 = off, one predict call per request)
+    batch_max: int = 1
+    batch_wait_ms: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -143,6 +151,23 @@ class RequestParams(PatternParams):
                     f"{owner} parameter 'fault_restart' False applies to fault_target 'server' only: with "
                     "'replica', uvicorn's supervisor replaces the dead worker itself"
                 )
+        require_positive(owner, batch_max=self.batch_max)
+        require_nonnegative(owner, batch_wait_ms=self.batch_wait_ms)
+        if self.batch_max > 1 or self.batch_wait_ms:
+            if self.backend not in BATCHING_BACKENDS:
+                raise BenchError(
+                    f"{owner} parameters 'batch_max'/'batch_wait_ms' need a server that batches "
+                    f"(backend one of {BATCHING_BACKENDS}), got backend {self.backend!r}"
+                )
+            if self.batch_max == 1:
+                raise BenchError(f"{owner} parameter 'batch_wait_ms' needs batch_max > 1 (1 = no batching)")
+            if self.aggregate:
+                raise BenchError(f"{owner} parameter 'batch_max' batches /predict; 'aggregate' runs use /score")
+            if self.batch_wait_ms > self.slo_ms:
+                raise BenchError(
+                    f"{owner} parameter 'batch_wait_ms' {self.batch_wait_ms} is above the SLO ({self.slo_ms} ms): "
+                    "every request that waits for its batch would miss it"
+                )
         if not self.knee_factor > 1:
             raise BenchError(f"{owner} parameter 'knee_factor' must be > 1, got {self.knee_factor}")
 
@@ -151,9 +176,12 @@ def request_label(params: RequestParams | dict) -> str:
     """The backend as reports name it: ``http`` is FastAPI, one worker, one thread; else ``http[asgi,2w,2t]``."""
     get = params.get if isinstance(params, dict) else lambda k, d=None: getattr(params, k, d)
     backend = get("backend", "http")
+    batch = f"b{get('batch_max', 1)}/{get('batch_wait_ms', 0.0):g}ms" if get("batch_max", 1) > 1 else ""
     if backend != "http":
-        return backend
+        return f"{backend}[{batch}]" if batch else backend
     tags = [get("server_app", "fastapi")] if get("server_app", "fastapi") != "fastapi" else []
+    if batch:
+        tags.append(batch)
     if get("aggregate", ""):
         tags.append(f"agg={get('aggregate')}")
     if get("server_workers", 1) != 1:
@@ -174,6 +202,7 @@ class Window(openloop.Window):
 
     mismatches: int = 0
     answers: Answers | None = None
+    times: ServerTimes | None = None
 
 
 class Answers:
@@ -193,6 +222,24 @@ class Answers:
         self.age_s[i] = time.time() - doc["as_of"]
         if "events_90d" in doc:
             self.events_90d[i], self.amount_90d[i] = doc["events_90d"], doc["amount_90d"]
+
+
+class ServerTimes:
+    """What ``/predict`` answered about the server's side of each request: its time in the handler
+    (parse to score), and with dynamic batching the batch's size, the queue wait and predict time."""
+
+    def __init__(self, n: int) -> None:
+        self.server_s = np.full(n, np.nan)
+        self.batch = np.zeros(n, dtype=np.int32)  #: 0: no answer, or not batched
+        self.queue_s = np.full(n, np.nan)
+        self.predict_s = np.full(n, np.nan)
+
+    def record(self, i: int, doc: dict) -> None:
+        self.server_s[i] = doc.get("server_us", np.nan) / 1e6
+        if "batch" in doc:
+            self.batch[i] = doc["batch"]
+            self.queue_s[i] = doc["queue_us"] / 1e6
+            self.predict_s[i] = doc["predict_us"] / 1e6
 
 
 @dataclass
@@ -217,6 +264,7 @@ class Backend:
     #: ``ServerConfig`` fields that ``prepare`` adds to the params' (store, aggregate and their paths)
     server_options: dict[str, str] = field(default_factory=dict)
     answers: Answers | None = None  #: the last window's extra answers (``/score`` only)
+    server_times: ServerTimes | None = None  #: the last window's server-side timings (``/predict``)
     expected_aggregate: tuple[np.ndarray, np.ndarray] | None = None  #: per row of X: events, amount
     aggregate_info: dict | None = None
 
@@ -289,6 +337,8 @@ class HttpBackend(Backend):
             workers=p.server_workers,
             gc_freeze=p.server_gc_freeze,
             host=p.host,
+            batch_max=p.batch_max,
+            batch_wait_ms=p.batch_wait_ms,
             **self.server_options,
         )
 
@@ -310,6 +360,15 @@ class HttpBackend(Backend):
             docs = [{"features": r} for r in rows]
         self.bodies = [pool.encode("POST", self.path, orjson.dumps(d)) for d in docs]
         self.noop = pool.encode("GET", "/noop")
+
+    def score_of(self, i: int, body: bytes, answers: Answers | None, times: ServerTimes | None) -> float:
+        """Request ``i``'s score from the server's answer, recording what else it said."""
+        doc = orjson.loads(body)
+        if answers is not None:
+            answers.record(i, doc)
+        if times is not None:
+            times.record(i, doc)
+        return doc["score"]
 
     def stop(self) -> None:
         if getattr(self, "server", None) is not None:
@@ -401,15 +460,14 @@ class HttpBackend(Backend):
         bodies, n = self.bodies, len(self.bodies)
         answers = self.answers = Answers(schedule.size) if path == "/score" else None
 
+        times = self.server_times = ServerTimes(schedule.size) if path == "/predict" else None
+
         async def call(i: int, on_send) -> tuple[int, float]:
             raw = bodies[i % n] if path != "/noop" else self.noop
             status, body = await pool.request(raw, p.timeout_s, on_send)
             if status != 200:
                 return status, float("nan")
-            doc = orjson.loads(body)
-            if answers is not None:
-                answers.record(i, doc)
-            return status, doc["score"]
+            return status, self.score_of(i, body, answers, times)
 
         async def setup() -> None:
             await pool.warm(min(p.connections, 16))
@@ -444,7 +502,47 @@ class _RayServe(HttpBackend):
         self._encode_bodies()
 
 
-_BACKENDS: dict[str, type[Backend]] = {"inprocess": _InProcess, "http": HttpBackend, "ray_serve": _RayServe}
+class _MLServer(HttpBackend):
+    """Seldon's MLServer with its LightGBM runtime, as a team would deploy it off the shelf (in a venv
+    of its own, ``make setup``), over the V2 inference protocol; adaptive batching with ``batch_max``.
+    The anchor our own server is held against in the same run. It reports no server-side timings."""
+
+    def start(self) -> None:
+        p = self.params
+        if not mlserver.available():
+            raise BenchError(
+                f"backend 'mlserver' needs MLServer in {mlserver.MLSERVER_VENV}: run `make setup` (or "
+                "`make setup-mlserver`)"
+            )
+        self.path = mlserver.infer_path()
+        self.server = mlserver.MLServerProcess(
+            str(self.model.path),
+            self.run_dir / "mlserver",
+            batch_max=p.batch_max,
+            batch_wait_ms=p.batch_wait_ms,
+            host=p.host,
+            num_threads=p.num_threads,
+        ).start()
+        self.fixed_costs_s["server_start"] = self.server.start_seconds or 0.0
+        self.roots = {"server": self.server.pid}
+        self.cores = p.num_threads
+        pool = HttpPool(p.host, self.server.port, p.connections)
+        self.bodies = [pool.encode("POST", self.path, mlserver.v2_body(row)) for row in self.X]
+        self.noop = b""  # no no-op route: the floor is measured on our own server only
+
+    def window(self, schedule: np.ndarray, path: str = "/predict") -> load.Observations:
+        return super().window(schedule, self.path)
+
+    def score_of(self, i: int, body: bytes, answers: Answers | None, times: ServerTimes | None) -> float:
+        return mlserver.parse_score(body)
+
+
+_BACKENDS: dict[str, type[Backend]] = {
+    "inprocess": _InProcess,
+    "http": HttpBackend,
+    "ray_serve": _RayServe,
+    "mlserver": _MLServer,
+}
 
 
 def measure(backend: Backend, name: str, rate: float, measured_s: float, seed: int, path: str = "") -> Window:
@@ -476,7 +574,60 @@ def measure(backend: Backend, name: str, rate: float, measured_s: float, seed: i
             a = backend.answers
             wrong = (a.events_90d[ok] != events[idx]) | ~np.isclose(a.amount_90d[ok], amount[idx], rtol=1e-9, atol=1e-6)
             mismatches += int(wrong.sum())
-    return Window(name, rate, obs, summary, meter.result, mismatches, backend.answers if path == "/score" else None)
+    return Window(
+        name,
+        rate,
+        obs,
+        summary,
+        meter.result,
+        mismatches,
+        backend.answers if path == "/score" else None,
+        backend.server_times if path == "/predict" else None,
+    )
+
+
+def server_side(window: Window, params: RequestParams) -> dict | None:
+    """The server's side of the window's measured requests, from what each answer said: where a
+    request's time went (``hops``: the client's latency, the server handler's share, and with
+    batching the queue wait and the batch's predict call) and the batch sizes. None without timings
+    (in-process, ``/score``)."""
+    t, obs = window.times, window.obs
+    if t is None:
+        return None
+    answered = (obs.intended >= params.warmup_s) & (obs.status == 200) & ~np.isnan(t.server_s)
+    n = int(answered.sum())
+    if n == 0:
+        return None
+    latency = (obs.done - obs.intended)[answered]
+    server = t.server_s[answered]
+    hops = {
+        "latency_s": metrics.latency_summary(latency),
+        "server_s": metrics.latency_summary(server),
+        #: the latency the server's handler did not account for: the client, the sockets, the
+        #: HTTP stack on both sides (and, for Ray Serve, its proxy), per request
+        "outside_server_s": metrics.latency_summary(np.clip(latency - server, 0, None)),
+    }
+    block: dict = {"requests": n, "hops": hops, "batching": None}
+    batched = answered & (t.batch > 0)
+    if batched.any():
+        sizes = t.batch[batched]
+        counts = np.bincount(sizes, minlength=params.batch_max + 1)
+        hops["queue_s"] = metrics.latency_summary(t.queue_s[batched])
+        hops["predict_s"] = metrics.latency_summary(t.predict_s[batched])
+        block["batching"] = {
+            "batch_max": params.batch_max,
+            "batch_wait_ms": params.batch_wait_ms,
+            "requests": int(batched.sum()),
+            #: by request: the size of the batch each request was scored in (a request's view)
+            "batch_size_mean": float(sizes.mean()),
+            "batch_size_p50": int(np.quantile(sizes, 0.5, method="inverted_cdf")),
+            "batch_size_max": int(sizes.max()),
+            #: requests scored in batches of each size, ``[size, requests]`` for the sizes seen
+            "batch_size_requests": [[int(k), int(c)] for k, c in enumerate(counts) if c],
+            #: batches of each size (requests / size): the batcher's view
+            "batches": int(sum(c / k for k, c in enumerate(counts) if k and c)),
+        }
+    return block
 
 
 def search_capacity(backend: Backend) -> tuple[dict, list[Window]]:
@@ -568,6 +719,7 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
         "fault": fault_block(main.obs, backend, params) if params.fault_kill_at_s else None,
         "fixed_costs_s": dict(backend.fixed_costs_s),
         "aggregate": backend.aggregate_info,
+        "server_side": server_side(main, params),
     }
     result.metrics = m
     openloop.apply_verdicts(result, main, cap, why_not=lambda: _why_not(s, params))

@@ -669,3 +669,65 @@ def test_values_outside_the_schema_are_422_naming_the_feature_and_nulls_score(gu
     status, body = _post(guarded.port, json.dumps({"features": [*features[:i], None, *features[i + 1 :]]}).encode())
     assert status == 200 and 0 < body["score"] < 1
     assert guarded.healthy()
+
+
+# ---------------------------------------------------------------------------------- dynamic batching
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"batch_max": 0}, "'batch_max' must be > 0"),
+        ({"batch_max": 8, "batch_wait_ms": -1.0}, "'batch_wait_ms' must be >= 0"),
+        ({"batch_max": 8, "batch_wait_ms": float("nan")}, "batch_wait_ms"),
+        ({"batch_max": 8, "batch_wait_ms": 60.0}, "'batch_wait_ms' 60.0 is above the SLO"),
+        ({"batch_max": 8, "backend": "inprocess"}, "need a server that batches"),
+        ({"batch_max": 1, "batch_wait_ms": 2.0}, "'batch_wait_ms' needs batch_max > 1"),
+        ({"batch_max": 8, "aggregate": "onthefly"}, "'aggregate' runs use /score"),
+    ],
+)
+def test_bad_batching_params_are_refused_naming_the_parameter(overrides, message):
+    with pytest.raises(BenchError, match=message):
+        RequestParams(**({"backend": "http", "batch_max": 8, "batch_wait_ms": 2.0} | overrides))
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_a_batching_server_scores_requests_together_and_equal_to_predict(app, small_dataset, small_model, tmp_path):
+    params = _small(
+        backend="http", server_app=app, batch_max=16, batch_wait_ms=2.0, rate=1_000.0, duration_s=1.0,
+        min_requests=600, warmup_s=0.2,
+    )
+    result = run(small_dataset, small_model, params, RunContext("batched", tmp_path))
+    m = result.metrics
+    assert m["score_mismatches"] == 0 and m["predictions"] > 600
+    side = m["server_side"]
+    b = side["batching"]
+    assert b["requests"] == side["requests"] == m["predictions"]
+    assert sum(c for _, c in b["batch_size_requests"]) == b["requests"]
+    assert 1 <= b["batch_size_p50"] <= b["batch_size_max"] <= 16 and b["batch_size_max"] > 1
+    hops = side["hops"]
+    assert hops["queue_s"]["count"] == hops["server_s"]["count"] == b["requests"]
+    assert hops["server_s"]["p50"] <= hops["latency_s"]["p50"]
+    assert result.backend.startswith(f"http[{'asgi,' if app == 'asgi' else ''}b16/2ms]")
+
+
+def test_a_batch_whose_predict_raises_answers_500_to_each_request_and_the_server_keeps_serving(small_model):
+    import asyncio
+
+    from bench.systems.http_app import Scorer
+
+    scorer = Scorer(ServerConfig(str(small_model.path), batch_max=4, batch_wait_ms=1.0, gc_freeze=False))
+    body = json.dumps({"features": _valid_features()}).encode()
+    good = scorer.predictor.predict
+
+    def broken(X):
+        raise RuntimeError("model unavailable")
+
+    async def answers():
+        return await asyncio.gather(*(scorer.predict_batched(body) for _ in range(3)))
+
+    scorer.batcher.predict = broken  # a failure injected into the real batcher of a real scorer
+    failed = asyncio.run(answers())
+    assert all(s == 500 and b"model unavailable" in b for s, b in failed)
+    scorer.batcher.predict = good
+    assert all(s == 200 and json.loads(b)["batch"] == 3 for s, b in asyncio.run(answers()))
