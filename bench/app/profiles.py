@@ -103,6 +103,20 @@ REQUEST_EXTRAS: tuple[dict[str, Any], ...] = (
     },
     {"backend": "http", "aggregate": "precomputed", "floor": False, "rate": 50.0, "min_requests": 500},
 )
+#: Real time as teams deploy it (issue 15): our server with dynamic batching, the caller batching 100
+#: rows per request, Ray Serve's ``@serve.batch``, and MLServer (the off-the-shelf anchor) with its
+#: adaptive batching; each with its capacity search, so the cost model can pick the cheapest.
+BATCHED_VARIANTS: tuple[dict[str, Any], ...] = (
+    {"backend": "http", "batch_max": 32, "batch_wait_ms": 2.0},
+    {"backend": "http", "rows_per_request": 100},
+    {"backend": "ray_serve", "batch_max": 32, "batch_wait_ms": 2.0, "rate": 25.0, "min_requests": 250},
+    {"backend": "mlserver", "batch_max": 32, "batch_wait_ms": 2.0},
+)
+#: The same server and rate over 1 and 8 client connections (64 in the main runs): a latency is
+#: comparable only with its connection count. Main window only.
+CONNECTION_VARIANTS: tuple[dict[str, Any], ...] = tuple(
+    {"backend": "http", "connections": c, "capacity": False, "floor": False} for c in (1, 8)
+)
 #: The predictor alone, one row per call up to a million (claim C4): both backends, on one core.
 PREDICTOR_SIZES = "1,10,100,1000,10000,100000,1000000"
 PREDICTOR_VARIANTS: tuple[dict[str, Any], ...] = ({"predictor": "lightgbm"}, {"predictor": "lleaves"})
@@ -129,7 +143,14 @@ PROFILES: dict[str, Profile] = {
                 "warmup_s": 0.5,
                 "capacity": False,
             },
-            request_variants=({"backend": "inprocess"}, {"backend": "http"}, {"backend": "http", "server_app": "asgi"}),
+            request_variants=(
+                {"backend": "inprocess"},
+                {"backend": "http"},
+                {"backend": "http", "server_app": "asgi"},
+                {"backend": "http", "batch_max": 8, "batch_wait_ms": 2.0},
+                {"backend": "http", "rows_per_request": 10},
+                {"backend": "mlserver", "batch_max": 8, "batch_wait_ms": 2.0},
+            ),
             request_extras=(
                 {"backend": "http", "fault_kill_at_s": 1.0, "duration_s": 3.0, "floor": False},
                 # a replacement worker answers ~1 s after the kill: 4 s leaves 2 s of window after it
@@ -181,8 +202,9 @@ PROFILES: dict[str, Profile] = {
                 {"backend": "http", "server_app": "asgi"},
                 # Ray Serve on 2 cores answers well under 100 req/s: start its search lower.
                 {"backend": "ray_serve", "rate": 25.0, "min_requests": 250},
+                *BATCHED_VARIANTS,
             ),
-            request_extras=REQUEST_EXTRAS,
+            request_extras=REQUEST_EXTRAS + CONNECTION_VARIANTS,
             microbatch={"rate": 2_000.0, "duration_s": 6.0, "capacity_window_s": 4.0, "saturation_events": 200_000},
             microbatch_variants=({"max_batch": 1_000, "max_wait_ms": 50.0}, {"max_batch": 100, "max_wait_ms": 10.0}),
             hybrid={"rows": 100_000, "rate": 200.0, "duration_s": 20.0, "refresh_interval_s": 5.0},
@@ -205,9 +227,12 @@ PROFILES: dict[str, Profile] = {
                 {"backend": "http", "server_app": "asgi"},
                 {"backend": "http", "server_app": "asgi", "server_workers": 2},
                 {"backend": "ray_serve", "rate": 25.0, "min_requests": 750},
+                *BATCHED_VARIANTS,
+                {"backend": "http", "server_app": "asgi", "batch_max": 32, "batch_wait_ms": 2.0},
+                {"backend": "mlserver"},
             ),
             request_repeats=3,
-            request_extras=REQUEST_EXTRAS,
+            request_extras=REQUEST_EXTRAS + CONNECTION_VARIANTS,
             microbatch={
                 "rate": 2_000.0,
                 "duration_s": 20.0,

@@ -1,9 +1,12 @@
 """The per-request model server, model loaded once at start, one row per request, on uvicorn.
 
 ``POST /predict`` takes ``{"features": [32 numbers or null]}`` in the model's feature order (nulls are
-missing values, categoricals their integer codes) and answers ``{"score": s}``, where ``s`` equals
-the predictor's score of that row (``ServerConfig.predictor``: lightgbm or lleaves; JSON floats
-round-trip exactly). ``GET /noop`` answers through the same stack without touching the model: the
+missing values, categoricals their integer codes) and answers ``{"score": s, "server_us": t}``, where
+``s`` equals the predictor's score of that row (``ServerConfig.predictor``: lightgbm or lleaves; JSON
+floats round-trip exactly) and ``t`` the handler's own time. ``{"rows": [[...], ...]}`` (a caller's
+own batch) is scored in one predict call and answered ``{"scores": [...]}``. With dynamic batching
+(``ServerConfig.batch_max`` > 1, :mod:`bench.systems.batching`) single rows are queued and scored
+together, and the answer adds ``batch``, ``queue_us`` and ``predict_us``. ``GET /noop`` answers through the same stack without touching the model: the
 floor the load generator reports beside every result.
 Bad bodies get a 4xx with a message and the server keeps serving.
 
@@ -109,6 +112,9 @@ class Scorer:
         payload, error = _parse(body)
         if error:
             return None, error
+        return self._checked(payload)
+
+    def _checked(self, payload: dict) -> tuple[np.ndarray | None, tuple[int, bytes] | None]:
         status, row = _row(payload)
         if status != 200:
             return None, (status, row)
@@ -118,21 +124,48 @@ class Scorer:
         return row, None
 
     def predict(self, body: bytes) -> tuple[int, bytes]:
-        """``/predict`` unbatched: the row scored at once. ``server_us``: this call's time, parse to
-        score (the server's share of the request, beside the client's latency)."""
+        """``/predict`` unbatched: the row scored at once, or a request's several rows in one predict
+        call (``{"rows": [[...], ...]}`` -> ``{"scores": [...]}``: batching by the caller).
+        ``server_us``: this call's time, parse to score (the server's share of the request)."""
         t0 = time.perf_counter()
-        row, refused = self.checked_row(body)
+        payload, error = _parse(body)
+        if error:
+            return error
+        if "rows" in payload:
+            return self._predict_rows(payload, t0)
+        row, refused = self._checked(payload)
         if refused is not None:
             return refused
         score = self.score_row(row)
         return 200, orjson.dumps({"score": score, "server_us": (time.perf_counter() - t0) * 1e6})
+
+    def _predict_rows(self, payload: dict, t0: float) -> tuple[int, bytes]:
+        rows = payload["rows"]
+        if type(rows) is not list or not rows:
+            return 422, orjson.dumps({"error": 'expected a JSON object {"rows": [[...], ...]} with at least one row'})
+        X = np.empty((len(rows), N_FEATURES))
+        for i, features in enumerate(rows):
+            status, row = _row({"features": features})
+            if status != 200:
+                return status, _prefixed(row, i)
+            refused = self.check(row)
+            if refused is not None:
+                return 422, _prefixed(refused, i)
+            X[i] = row
+        scores = self.predictor.predict(X).tolist()
+        return 200, orjson.dumps({"scores": scores, "server_us": (time.perf_counter() - t0) * 1e6})
 
     async def predict_batched(self, body: bytes) -> tuple[int, bytes]:
         """``/predict`` with dynamic batching: the row joins the batcher's queue. The answer says the
         batch's size and the request's queue wait and predict time; a batch whose predict raised is a
         500 for each of its requests."""
         t0 = time.perf_counter()
-        row, refused = self.checked_row(body)
+        payload, error = _parse(body)
+        if error:
+            return error
+        if "rows" in payload:  # the caller batched already: its rows are one predict call
+            return self._predict_rows(payload, t0)
+        row, refused = self._checked(payload)
         if refused is not None:
             return refused
         try:
@@ -177,6 +210,14 @@ class Scorer:
         if self.aggregate is not None:
             out["events_90d"], out["amount_90d"] = self.aggregate(customer)
         return 200, orjson.dumps(out)
+
+
+def _prefixed(error_body: bytes, i: int) -> bytes:
+    """A refusal of one row of a multi-row request, saying which row."""
+    doc = orjson.loads(error_body)
+    doc["error"] = f"row {i}: {doc['error']}"
+    doc["row"] = i
+    return orjson.dumps(doc)
 
 
 def _parse(body: bytes) -> tuple[dict, tuple[int, bytes] | None]:

@@ -3,6 +3,8 @@
 Ray is started for the run by ``bench.systems.raysession`` (local, every process bound to 127.0.0.1,
 dashboard off) unless ``ray_address`` points at a cluster (probed first, bounded). The deployment reads the same :class:`ServerConfig` as the uvicorn
 server (its JSON is what each replica is bound to); ``replicas`` stands in for uvicorn's workers.
+Besides the HTTP routes, ``score_row`` answers ``/predict``'s body through a deployment handle
+(:meth:`RayServeServer.handle`), so the HTTP proxy's share of a request can be measured beside it.
 """
 
 # No `from __future__ import annotations`: Serve wraps the handlers, and FastAPI must see `Request`
@@ -80,7 +82,36 @@ def _deployment(replicas: int, batch_max: int = 1, batch_wait_s: float = 0.0):
             out["server_us"] = (time.perf_counter() - t0) * 1e6
             return Response(orjson.dumps(out), media_type="application/json")
 
+        async def score_row(self, body: bytes) -> dict:
+            """``/predict`` through a deployment handle, no HTTP proxy: the same JSON body, bound,
+            checks and batching (``score_batch``), the same fields as ``/predict``'s answer, as a dict.
+            A refused row is ``{"status": 4xx, "error": ...}`` (a failed batch 500), as ``/predict``
+            answers it; an answered row has no ``status``. The body stays the JSON bytes ``/predict``
+            reads so the replica does the same work on both paths: bytes cross Ray's serializer as
+            cheaply as a list of floats (both a few µs; see ``ServeHandleBackend``)."""
+            t0 = time.perf_counter()
+            if len(body) > self.config.max_body_bytes:
+                return _refusal(http_app._too_large(self.config.max_body_bytes))
+            row, refused = self.scorer.checked_row(body)
+            if refused is not None:
+                return _refusal(refused)
+            if batch_max == 1:
+                score = self.scorer.score_row(row)
+                return {"score": score, "server_us": (time.perf_counter() - t0) * 1e6}
+            try:
+                out = await self.score_batch((row, time.perf_counter()))
+            except Exception as exc:  # noqa: BLE001 - answered, and the replica keeps serving
+                return {"status": 500, "error": f"batch predict failed: {type(exc).__name__}: {exc}"}
+            out["server_us"] = (time.perf_counter() - t0) * 1e6
+            return out
+
     return Scorer
+
+
+def _refusal(refused: tuple[int, bytes]) -> dict:
+    """A refused row's (status, JSON body) as ``score_row`` answers it: the body's fields plus ``status``."""
+    status, body = refused
+    return {**orjson.loads(body), "status": status}
 
 
 class RayServeServer:
@@ -120,6 +151,11 @@ class RayServeServer:
             raise BenchError(f"Ray Serve did not answer /health on {self.host}:{self.port} within {timeout_s} s")
         self.fixed_costs_s["serve_deploy"] = time.perf_counter() - t1
         return self
+
+    def handle(self):
+        """The deployed app's ``DeploymentHandle`` (calls go to a replica directly, not through the
+        HTTP proxy; from this process, Serve's router runs on a thread of its own)."""
+        return serve.get_app_handle("bench")
 
     def ray_roots(self) -> dict[str, int]:
         """Ray's processes (raylet, GCS, workers, proxy) as CPU-meter roots, each labelled ``ray:<name>``."""

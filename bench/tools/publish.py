@@ -34,6 +34,7 @@ PLOTS = {
     "batch_view.plot_batch_throughput(": "batch_throughput.png",
     "microbatch_view.plot_microbatch_frontier(": "streaming_frontier.png",
     "report_limits.plot_call_size_curve(": "call_size_curve.png",
+    "request_view.plot_hops(": "request_hops.png",
 }
 
 

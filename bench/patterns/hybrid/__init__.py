@@ -65,8 +65,11 @@ class HybridParams(RequestParams):
     def __post_init__(self) -> None:
         super().__post_init__()
         owner = "HybridParams"
-        if self.batch_max != 1:
-            raise BenchError(f"{owner} parameter 'batch_max' batches /predict; the hybrid serves /score by lookup")
+        if self.batch_max != 1 or self.rows_per_request != 1:
+            raise BenchError(
+                f"{owner} parameters 'batch_max' and 'rows_per_request' batch /predict; the hybrid serves "
+                "/score by lookup, one customer per request"
+            )
         if self.backend != "http":
             raise BenchError(f"{owner} parameter 'backend' must be 'http' (the lookup server), got {self.backend!r}")
         if self.store not in store.KINDS:
@@ -161,13 +164,23 @@ class LookupBackend(HttpBackend):
         inode_before = os.stat(self.store_path).st_ino if self.store_path.exists() else None
         t0 = time.perf_counter()
         nice = p.job_nice
+        # The job is part of the system under test: on the server's CPUs, not the generator's (which
+        # this thread, and so a plain fork, is pinned to when the generator is isolated).
+        cpus = set(self.isolation.server_cpus) if self.isolation.isolated else None
+
+        def before_exec() -> None:
+            if nice:
+                os.nice(nice)
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+
         proc = subprocess.Popen(
             cmd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=(lambda: os.nice(nice)) if nice else None,  # noqa: PLW1509 - no threads touched
+            preexec_fn=before_exec if nice or cpus else None,  # noqa: PLW1509 - no threads touched
         )
         # Tracked until it exits: SIGTERM or an error in the run kills it (bench.systems.reaper). Not
         # wrapped by dying_with_parent: jobs start on the refresh thread, and the kernel's parent-death

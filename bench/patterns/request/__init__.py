@@ -37,11 +37,13 @@ from bench.measure.httpclient import HttpPool
 from bench.model import Model, make_predictor
 from bench.patterns.base import Pattern, PatternParams, RunContext, Sweep, new_result
 from bench.results import RunResult, ensure_writable
-from bench.systems import mlserver
+from bench.systems import affinity, mlserver
 from bench.systems.process import ServerProcess
 from bench.systems.server_config import AGGREGATES, APPS, ServerConfig
 
 BACKENDS = ("inprocess", "http", "ray_serve", "mlserver")
+#: the generator's connection count when none is given (a label names any other)
+DEFAULT_CONNECTIONS = 64
 #: backends whose server can batch requests dynamically (``batch_max``): ours, Ray Serve's
 #: ``@serve.batch``, MLServer's adaptive batching
 BATCHING_BACKENDS = ("http", "ray_serve", "mlserver")
@@ -91,7 +93,7 @@ class RequestParams(PatternParams):
     server_gc_freeze: bool = True  #: http: freeze the server's start-up heap out of the cyclic GC
     replicas: int = 1  #: ray_serve: deployment replicas
     ray_address: str = ""  #: ray_serve: a cluster to join ("" = start a local Ray for the run)
-    connections: int = 64
+    connections: int = 64  #: the generator's connections to the server (kept alive); in the label unless 64
     seed: int = 0
     num_threads: int = 1
     fault_kill_at_s: float = 0.0  #: http: SIGKILL the server this long into the main window (0 = no fault)
@@ -107,6 +109,12 @@ class RequestParams(PatternParams):
     #: requests or ``batch_wait_ms`` after its first (1 = off, one predict call per request)
     batch_max: int = 1
     batch_wait_ms: float = 0.0
+    #: http, ray_serve: rows per request, scored in one predict call (batching by the caller); ``rate``
+    #: stays requests/s, and predictions, throughput and capacity count rows
+    rows_per_request: int = 1
+    #: http, ray_serve, mlserver: the load generator on a CPU of its own and the server on the others
+    #: (``bench.systems.affinity``), where the machine has one to spare
+    isolate_generator: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -151,7 +159,18 @@ class RequestParams(PatternParams):
                     f"{owner} parameter 'fault_restart' False applies to fault_target 'server' only: with "
                     "'replica', uvicorn's supervisor replaces the dead worker itself"
                 )
-        require_positive(owner, batch_max=self.batch_max)
+        require_positive(owner, batch_max=self.batch_max, rows_per_request=self.rows_per_request)
+        if self.rows_per_request > 1:
+            if self.backend not in ("http", "ray_serve") or self.batch_max > 1 or self.aggregate:
+                raise BenchError(
+                    f"{owner} parameter 'rows_per_request' > 1 needs backend 'http' or 'ray_serve' with "
+                    f"batch_max 1 and no aggregate (the caller's batch is one predict call), got backend "
+                    f"{self.backend!r}, batch_max {self.batch_max}"
+                )
+            if self.rows_per_request > self.rows:
+                raise BenchError(
+                    f"{owner} parameter 'rows_per_request' {self.rows_per_request} is more than 'rows' ({self.rows})"
+                )
         require_nonnegative(owner, batch_wait_ms=self.batch_wait_ms)
         if self.batch_max > 1 or self.batch_wait_ms:
             if self.backend not in BATCHING_BACKENDS:
@@ -177,6 +196,10 @@ def request_label(params: RequestParams | dict) -> str:
     get = params.get if isinstance(params, dict) else lambda k, d=None: getattr(params, k, d)
     backend = get("backend", "http")
     batch = f"b{get('batch_max', 1)}/{get('batch_wait_ms', 0.0):g}ms" if get("batch_max", 1) > 1 else ""
+    if get("rows_per_request", 1) > 1:
+        batch = f"{get('rows_per_request')}rows"
+    if get("connections", DEFAULT_CONNECTIONS) != DEFAULT_CONNECTIONS:  # a latency depends on it
+        batch = ",".join(t for t in (batch, f"{get('connections')}conn") if t)
     if backend != "http":
         return f"{backend}[{batch}]" if batch else backend
     tags = [get("server_app", "fastapi")] if get("server_app", "fastapi") != "fastapi" else []
@@ -265,6 +288,19 @@ class Backend:
     server_options: dict[str, str] = field(default_factory=dict)
     answers: Answers | None = None  #: the last window's extra answers (``/score`` only)
     server_times: ServerTimes | None = None  #: the last window's server-side timings (``/predict``)
+    #: with ``rows_per_request`` k > 1: request b's k expected scores (row b of this), and the
+    #: answered rows after each request's first that differed from them
+    expected_rows: np.ndarray | None = None
+    row_mismatches: int = 0
+    #: which CPUs the generator and the server ran on (``isolate_generator``), or why not separated
+    isolation: affinity.Isolation = field(default_factory=lambda: affinity.Isolation(reason="in process"))
+
+    def isolate(self, roots: list[int], cores_needed: int) -> None:
+        """Keep the generator (this process) and the server's ``roots`` on separate CPUs, if asked."""
+        if not self.params.isolate_generator:
+            self.isolation = affinity.Isolation(reason="isolate_generator is off")
+        else:
+            self.isolation = affinity.isolate(roots, cores_needed)
     expected_aggregate: tuple[np.ndarray, np.ndarray] | None = None  #: per row of X: events, amount
     aggregate_info: dict | None = None
 
@@ -339,6 +375,7 @@ class HttpBackend(Backend):
             host=p.host,
             batch_max=p.batch_max,
             batch_wait_ms=p.batch_wait_ms,
+            max_body_bytes=max(65_536, 2_048 * p.rows_per_request),  # a row is ~0.9 KB of JSON
             **self.server_options,
         )
 
@@ -348,14 +385,20 @@ class HttpBackend(Backend):
         self.fixed_costs_s["server_start"] = self.server.start_seconds or 0.0
         self.roots = {"server": self.server.pid}
         self.cores = p.server_workers * p.num_threads
+        self.isolate([self.server.pid], self.cores)
         self._encode_bodies()
 
     def _encode_bodies(self) -> None:
         """Every request body encoded once, before any window: encoding is not part of a request's time."""
         pool = HttpPool(self.params.host, self.server.port, self.params.connections)
         rows = [[None if np.isnan(v) else float(v) for v in row] for row in self.X]
+        k = self.params.rows_per_request
         if self.path == "/score":
             docs = [{"customer_id": int(c), "features": r} for c, r in zip(self.ids, rows, strict=True)]
+        elif k > 1:
+            n = len(rows) // k
+            docs = [{"rows": rows[b * k : (b + 1) * k]} for b in range(n)]
+            self.expected_rows = self.expected[: n * k].reshape(n, k)
         else:
             docs = [{"features": r} for r in rows]
         self.bodies = [pool.encode("POST", self.path, orjson.dumps(d)) for d in docs]
@@ -368,9 +411,14 @@ class HttpBackend(Backend):
             answers.record(i, doc)
         if times is not None:
             times.record(i, doc)
+        if self.expected_rows is not None:
+            want = self.expected_rows[i % len(self.expected_rows)]
+            self.row_mismatches += int(np.sum(np.asarray(doc["scores"][1:]) != want[1:]))
+            return doc["scores"][0]
         return doc["score"]
 
     def stop(self) -> None:
+        affinity.release(self.isolation)
         if getattr(self, "server", None) is not None:
             self.server.stop()
 
@@ -416,6 +464,8 @@ class HttpBackend(Backend):
         if self.params.fault_restart:
             try:
                 self.server.restart(timeout_s=FAULT_RECOVERY_BOUND_S)  # the same configuration on the same port
+                if self.isolation.isolated:  # started from the generator's CPU: back to the server's
+                    affinity.pin_trees([self.server.pid], self.isolation.server_cpus)
                 event |= {"restarted": True, "restart_s": time.perf_counter() - t_kill}
                 record |= {"recovered_s": event["restart_s"], "replacement_pid": self.server.pid}
                 if self.meter is not None:
@@ -497,8 +547,13 @@ class _RayServe(HttpBackend):
         finally:
             self.fixed_costs_s.update(self.server.fixed_costs_s)
         self.roots = self.server.ray_roots()
-        # A local Ray holds the whole machine (num_cpus = all cores): that is what is provisioned.
+        # A local Ray holds the whole machine (num_cpus = all cores): that is what is provisioned,
+        # unless the generator has a CPU of its own; then Ray (all its processes) has the rest.
         self.cores = os.cpu_count() or 1
+        if not p.ray_address:
+            self.isolate(list(self.roots.values()), 1)
+            if self.isolation.isolated:
+                self.cores = len(self.isolation.server_cpus)
         self._encode_bodies()
 
 
@@ -526,6 +581,7 @@ class _MLServer(HttpBackend):
         self.fixed_costs_s["server_start"] = self.server.start_seconds or 0.0
         self.roots = {"server": self.server.pid}
         self.cores = p.num_threads
+        self.isolate([self.server.pid], self.cores)
         pool = HttpPool(p.host, self.server.port, p.connections)
         self.bodies = [pool.encode("POST", self.path, mlserver.v2_body(row)) for row in self.X]
         self.noop = b""  # no no-op route: the floor is measured on our own server only
@@ -567,8 +623,11 @@ def measure(backend: Backend, name: str, rate: float, measured_s: float, seed: i
     mismatches = 0
     if path != "/noop":
         ok = (obs.status == 200) & ~np.isnan(obs.scores)
-        idx = np.arange(obs.intended.size)[ok] % len(backend.expected)
-        mismatches = int(np.sum(obs.scores[ok] != backend.expected[idx]))
+        # each request's first row's expected score (with k rows per request, the others are
+        # checked as each answer arrives: ``row_mismatches``)
+        first = backend.expected if backend.expected_rows is None else backend.expected_rows[:, 0]
+        idx = np.arange(obs.intended.size)[ok] % len(first)
+        mismatches = int(np.sum(obs.scores[ok] != first[idx]))
         if backend.expected_aggregate is not None and backend.answers is not None:
             events, amount = backend.expected_aggregate
             a = backend.answers
@@ -693,18 +752,21 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
     generator_cpu = main.cpu.by_label.get("generator", 0.0)
     cpu = main.cpu.cpu_s if params.backend == "inprocess" else server_cpu
     result = new_result("request", f"{request_label(params)}/{params.predictor}", params, context, model, data)
-    predictions = s["completed"]
+    k = params.rows_per_request  # rows per request: predictions, throughput and capacity count rows
+    predictions = s["completed"] * k
     m = {
         "predictions": predictions,
+        "rows_per_request": k,
+        "requests": s["completed"],
         "wall_seconds": s["window_s"],
-        "throughput_per_s": s["throughput_per_s"],
+        "throughput_per_s": s["throughput_per_s"] * k,
         "cpu_seconds": cpu,
         "provisioned_core_seconds": backend.cores * s["window_s"],
         "latency_s": s["latency_s"],
         "service_s": s["service_s"],
         "generator_lag_s": s["generator_lag_s"],
-        "offered_rate_per_s": s["offered_rate_per_s"],
-        "issued_rate_per_s": s["issued_rate_per_s"],
+        "offered_rate_per_s": s["offered_rate_per_s"] * k,
+        "issued_rate_per_s": s["issued_rate_per_s"] * k,
         "errors": s["errors"],
         "sustainable": s["sustainable"],
         "cpu_seconds_per_prediction": cpu / predictions if predictions else None,
@@ -712,14 +774,15 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
         "cpu": main.cpu.to_dict(),
         "floor_latency_s": floor.summary["latency_s"] if floor else None,
         "floor_service_s": floor.summary["service_s"] if floor else None,
-        "capacity": cap,
-        "score_mismatches": sum(w.mismatches for w in windows),
+        "capacity": _in_rows(cap, k),
+        "score_mismatches": sum(w.mismatches for w in windows) + backend.row_mismatches,
         "unavailability": metrics.unavailability(main.obs, params.warmup_s),
         "fault_events": backend.events,
         "fault": fault_block(main.obs, backend, params) if params.fault_kill_at_s else None,
         "fixed_costs_s": dict(backend.fixed_costs_s),
         "aggregate": backend.aggregate_info,
         "server_side": server_side(main, params),
+        "isolation": backend.isolation.to_dict(),
     }
     result.metrics = m
     openloop.apply_verdicts(result, main, cap, why_not=lambda: _why_not(s, params))
@@ -729,6 +792,20 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
         )
     result.samples = openloop.samples_frame(windows, params.warmup_s)
     return result
+
+
+def _in_rows(cap: dict | None, k: int) -> dict | None:
+    """The capacity block with its rates in predictions/s (rows), as every other pattern's; the
+    search's own rates (requests/s) stay in its curve, ``requests_per_s`` says the request rate."""
+    if cap is None or k == 1:
+        return cap
+    return cap | {
+        "rate_per_s": cap["rate_per_s"] * k,
+        "per_core_per_s": cap["per_core_per_s"] * k,
+        "first_failing_rate_per_s": cap["first_failing_rate_per_s"] and cap["first_failing_rate_per_s"] * k,
+        "requests_per_s": cap["rate_per_s"],
+        "rows_per_request": k,
+    }
 
 
 def _why_not(s: dict, params: RequestParams) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 
 import numpy as np
 import pytest
@@ -731,3 +732,74 @@ def test_a_batch_whose_predict_raises_answers_500_to_each_request_and_the_server
     assert all(s == 500 and b"model unavailable" in b for s, b in failed)
     scorer.batcher.predict = good
     assert all(s == 200 and json.loads(b)["batch"] == 3 for s, b in asyncio.run(answers()))
+
+
+# ---------------------------------------------------------------------------------- batching by the caller
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"rows_per_request": 0}, "'rows_per_request' must be > 0"),
+        ({"rows_per_request": 4, "backend": "inprocess"}, "'rows_per_request' > 1 needs backend 'http'"),
+        ({"rows_per_request": 4, "batch_max": 8}, "with batch_max 1"),
+        ({"rows_per_request": 20_000, "rows": 10_000}, "'rows_per_request' 20000 is more than 'rows'"),
+    ],
+)
+def test_bad_rows_per_request_is_refused_naming_the_parameter(overrides, message):
+    with pytest.raises(BenchError, match=message):
+        RequestParams(**({"backend": "http"} | overrides))
+
+
+def test_several_rows_per_request_are_scored_in_one_call_and_counted_as_rows(small_dataset, small_model, tmp_path):
+    params = _small(backend="http", rows_per_request=50, rate=100.0, duration_s=1.0, min_requests=100, warmup_s=0.2)
+    result = run(small_dataset, small_model, params, RunContext("rows", tmp_path))
+    m = result.metrics
+    assert m["score_mismatches"] == 0 and m["rows_per_request"] == 50
+    assert m["predictions"] == 50 * m["requests"] == 50 * m["latency_s"]["count"]
+    assert m["throughput_per_s"] == pytest.approx(50 * 100, rel=0.3)
+    assert result.backend.startswith("http[50rows]")
+
+
+def test_a_multi_row_body_with_one_bad_row_is_refused_naming_the_row(small_model):
+    from bench.systems.http_app import Scorer
+
+    scorer = Scorer(ServerConfig(str(small_model.path), gc_freeze=False))
+    good = _valid_features()
+    status, body = scorer.predict(json.dumps({"rows": [good, good]}).encode())
+    assert status == 200 and len(json.loads(body)["scores"]) == 2
+    bad = list(good)
+    bad[workload.FEATURES.index("tenure_months")] = -5
+    status, body = scorer.predict(json.dumps({"rows": [good, bad]}).encode())
+    assert status == 422 and json.loads(body)["row"] == 1 and "row 1: feature 'tenure_months'" in json.loads(body)["error"]
+    assert scorer.predict(json.dumps({"rows": []}).encode())[0] == 422
+
+
+# ---------------------------------------------------------------------------------- the generator apart
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to separate the generator")
+def test_the_generator_and_the_server_run_on_separate_cpus_and_the_generator_gets_its_back(
+    small_dataset, small_model, tmp_path
+):
+    import psutil
+
+    from bench.patterns.request import HttpBackend, make_backend
+
+    before = os.sched_getaffinity(0)
+    backend = make_backend(HttpBackend, small_dataset, small_model, _small(backend="http"), tmp_path)
+    backend.start()
+    try:
+        iso = backend.isolation
+        assert iso.isolated and not set(iso.generator_cpus) & set(iso.server_cpus)
+        assert os.sched_getaffinity(0) == set(iso.generator_cpus)
+        assert set(psutil.Process(backend.server.pid).cpu_affinity()) == set(iso.server_cpus)
+    finally:
+        backend.stop()
+    assert os.sched_getaffinity(0) == before
+    off = make_backend(HttpBackend, small_dataset, small_model, _small(backend="http", isolate_generator=False), tmp_path)
+    off.start()
+    try:
+        assert off.isolation.reason == "isolate_generator is off" and os.sched_getaffinity(0) == before
+    finally:
+        off.stop()

@@ -21,8 +21,13 @@ def test_every_sweep_point_parses(name):
 
 
 def test_profiles_measure_every_backend_they_promise():
-    assert {v["backend"] for v in profiles.get("default").sweep("request")} == {"inprocess", "http", "ray_serve"}
-    assert {v["backend"] for v in profiles.get("smoke").sweep("request")} == {"inprocess", "http"}
+    default = profiles.get("default").sweep("request")
+    assert {v["backend"] for v in default} == {"inprocess", "http", "ray_serve", "mlserver"}
+    assert {v["backend"] for v in profiles.get("smoke").sweep("request")} == {"inprocess", "http", "mlserver"}
+    # issue 15: batched servers (ours, Ray Serve's, MLServer's) and the caller's batch, searched
+    batched = {(v["backend"], v.get("batch_max", 1), v.get("rows_per_request", 1)) for v in default if v.get("capacity", True)}
+    assert {("http", 32, 1), ("ray_serve", 32, 1), ("mlserver", 32, 1), ("http", 1, 100)} <= batched
+    assert {v.get("connections", 64) for v in default if v["backend"] == "http"} >= {1, 8, 64}
     apps = {v.get("server_app", "fastapi") for v in profiles.get("default").sweep("request") if v["backend"] == "http"}
     assert apps == {"fastapi", "asgi"}
     full = profiles.get("full")
