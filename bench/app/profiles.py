@@ -110,6 +110,8 @@ BATCHED_VARIANTS: tuple[dict[str, Any], ...] = (
     {"backend": "http", "batch_max": 32, "batch_wait_ms": 2.0},
     {"backend": "http", "rows_per_request": 100},
     {"backend": "ray_serve", "batch_max": 32, "batch_wait_ms": 2.0, "rate": 25.0, "min_requests": 250},
+    # Serve's deployment through its handle, no HTTP proxy: the proxy's share of a Ray Serve request
+    {"backend": "ray_serve_handle", "rate": 25.0, "min_requests": 250},
     {"backend": "mlserver", "batch_max": 32, "batch_wait_ms": 2.0},
 )
 #: The same server and rate over 1 and 8 client connections (64 in the main runs): a latency is

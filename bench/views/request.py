@@ -12,6 +12,15 @@ from bench.results import RunResult
 from bench.views.report import _empty, _legend_outside, _window_columns, runs_of
 
 
+def _isolation_text(iso: dict | None) -> str:
+    """Where the generator and the server ran: on separate CPUs, or why not (older results: unknown)."""
+    if not iso:
+        return "not recorded"
+    if iso.get("isolated"):
+        return f"generator on CPU {iso['generator_cpus']}, server on {iso['server_cpus']}"
+    return f"shared ({iso.get('reason')})"
+
+
 def request_card(result: RunResult) -> pl.DataFrame:
     """A per-request run's headline figures: offered vs answered, latency with its sample count, floor, capacity."""
     m = result.metrics
@@ -28,7 +37,9 @@ def request_card(result: RunResult) -> pl.DataFrame:
         "sustainable at the offered rate": "yes"
         if m.get("sustainable")
         else f"NO: {m.get('not_sustainable_because', '')}",
-        "offered / answered (req/s)": f"{m['offered_rate_per_s']:.1f} / {m['throughput_per_s']:.1f}",
+        "offered / answered (predictions/s)": f"{m['offered_rate_per_s']:.1f} / {m['throughput_per_s']:.1f}"
+        + (f" ({m['rows_per_request']} rows per request)" if (m.get("rows_per_request") or 1) > 1 else ""),
+        "generator and server CPUs": _isolation_text(m.get("isolation")),
         "latency from intended send p50 / p99 / p99.9 (ms)": f"{ms(lat, 'p50')} / {ms(lat, 'p99')} / {ms(lat, 'p99_9')}",
         "latency samples": str(lat.get("count", 0)),
         "service time p50 / p99 (ms)": f"{ms(svc, 'p50')} / {ms(svc, 'p99')}",

@@ -1,5 +1,6 @@
 """The Ray Serve server answers as the uvicorn one does, with and without ``@serve.batch``, bad
-bodies included: a score equal to ``predict()``, a 413 for a body over ``max_body_bytes`` (Serve's proxy has no limit of its own)."""
+bodies included: a score equal to ``predict()``, a 413 for a body over ``max_body_bytes`` (Serve's proxy has no limit of its own);
+and through a deployment handle (``score_row``, no HTTP proxy), a window and refusals alike."""
 
 from __future__ import annotations
 

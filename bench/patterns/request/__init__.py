@@ -41,12 +41,12 @@ from bench.systems import affinity, mlserver
 from bench.systems.process import ServerProcess
 from bench.systems.server_config import AGGREGATES, APPS, ServerConfig
 
-BACKENDS = ("inprocess", "http", "ray_serve", "mlserver")
+BACKENDS = ("inprocess", "http", "ray_serve", "ray_serve_handle", "mlserver")
 #: the generator's connection count when none is given (a label names any other)
 DEFAULT_CONNECTIONS = 64
 #: backends whose server can batch requests dynamically (``batch_max``): ours, Ray Serve's
 #: ``@serve.batch``, MLServer's adaptive batching
-BATCHING_BACKENDS = ("http", "ray_serve", "mlserver")
+BATCHING_BACKENDS = ("http", "ray_serve", "ray_serve_handle", "mlserver")
 #: What a fault kills: the whole server, or one replica (worker process) of several behind one address.
 FAULT_TARGETS = ("server", "replica")
 #: Bound on waiting for a killed server or replica to be back (a restart took ~1–3 s on the 2-core VM).
@@ -601,6 +601,17 @@ _BACKENDS: dict[str, type[Backend]] = {
 }
 
 
+def backend_class(name: str) -> type[Backend]:
+    """The backend class registered under ``name`` (``BACKENDS``)."""
+    if name == "ray_serve_handle":
+        # Lazy: its module subclasses _RayServe from this one (a cycle at import time otherwise), and
+        # only a run through Serve's handle needs it.
+        from bench.patterns.request.serve_handle import ServeHandleBackend
+
+        return ServeHandleBackend
+    return _BACKENDS[name]
+
+
 def measure(backend: Backend, name: str, rate: float, measured_s: float, seed: int, path: str = "") -> Window:
     """One open-loop window at ``rate`` against the backend, its CPU metered, its answers checked."""
     p = backend.params
@@ -744,13 +755,15 @@ def run_windows(backend: Backend, floor: bool) -> tuple[Window, Window | None, d
 
 def run(data: workload.Dataset, model: Model, params: RequestParams, context: RunContext) -> RunResult:
     """Run the main window (and the floor and capacity search) against the chosen backend."""
-    backend = make_backend(_BACKENDS[params.backend], data, model, params, Path(context.run_dir))
+    backend = make_backend(backend_class(params.backend), data, model, params, Path(context.run_dir))
     main, floor, cap, windows = run_windows(backend, floor=params.floor and params.backend == "http")
 
     s = main.summary
     server_cpu = sum(v for k, v in main.cpu.by_label.items() if k != "generator")
     generator_cpu = main.cpu.by_label.get("generator", 0.0)
-    cpu = main.cpu.cpu_s if params.backend == "inprocess" else server_cpu
+    # In process, and through Serve's handle (its router runs in the caller: what the proxy did on
+    # the HTTP path), the caller's CPU is part of the serving path: counted, generator included.
+    cpu = main.cpu.cpu_s if params.backend in ("inprocess", "ray_serve_handle") else server_cpu
     result = new_result("request", f"{request_label(params)}/{params.predictor}", params, context, model, data)
     k = params.rows_per_request  # rows per request: predictions, throughput and capacity count rows
     predictions = s["completed"] * k
@@ -770,7 +783,7 @@ def run(data: workload.Dataset, model: Model, params: RequestParams, context: Ru
         "errors": s["errors"],
         "sustainable": s["sustainable"],
         "cpu_seconds_per_prediction": cpu / predictions if predictions else None,
-        "generator_cpu_seconds": generator_cpu if params.backend == "http" else None,
+        "generator_cpu_seconds": generator_cpu if params.backend in ("http", "ray_serve_handle", "mlserver") else None,
         "cpu": main.cpu.to_dict(),
         "floor_latency_s": floor.summary["latency_s"] if floor else None,
         "floor_service_s": floor.summary["service_s"] if floor else None,

@@ -30,6 +30,8 @@ class ServeHandleBackend(_RayServe):
     """Ray Serve's deployment called through its ``DeploymentHandle`` (``score_row``), open loop."""
 
     def start(self) -> None:
+        if self.params.rows_per_request > 1:
+            raise BenchError("backend 'ray_serve_handle' sends one row per call (rows_per_request 1)")
         super().start()  # Ray, Serve and the deployment; the HTTP bodies too (unused, cheap)
         self.handle = self.server.handle().options(method_name="score_row")
 
