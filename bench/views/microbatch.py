@@ -126,3 +126,36 @@ def plot_microbatch_frontier(runs: Sequence[RunResult], ax=None):
     ax.grid(alpha=0.3, which="both")
     _legend_outside(ax)
     return ax
+
+
+#: a streaming event's hops in the order it lives them (``metrics["hops"]``, batcher.MicroBatcher._hops)
+STREAM_HOPS = {
+    "source_lag_s": "source lag",
+    "batch_wait_s": "wait for its batch to close",
+    "backlog_wait_s": "wait for a free actor",
+    "round_trip_s": "actor round trip (send, score, answer, sink)",
+    "latency_s": "end to end",
+}
+
+
+def stream_hops_table(runs: Sequence[RunResult]) -> pl.DataFrame:
+    """Per streaming run, where an event's time went: p50 and p99 of each hop (ms) with its count."""
+    rows = []
+    for r in runs_of(runs, PATTERN):
+        hops = r.metrics.get("hops")
+        if not hops:
+            continue  # older results, or a window with no delivered event
+        for key, name in STREAM_HOPS.items():
+            h = hops.get(key)
+            if h:
+                rows.append(
+                    {
+                        "config": r.backend,
+                        "hop": name,
+                        "p50_ms": round(1e3 * h["p50"], 3),
+                        "p99_ms": round(1e3 * h["p99"], 3),
+                        "n": h["count"],
+                        "run_id": r.run_id,
+                    }
+                )
+    return pl.DataFrame(rows) if rows else pl.DataFrame()

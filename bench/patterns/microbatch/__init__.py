@@ -138,6 +138,7 @@ def _policy(params: MicrobatchParams) -> Policy:
         batch_timeout_s=params.batch_timeout_s,
         max_attempts=params.max_attempts,
         drain_timeout_s=params.drain_timeout_s,
+        warmup_s=params.warmup_s,
     )
 
 
@@ -307,7 +308,10 @@ def _result(params, context, model, data, table, session, pool, windows, cap, sa
         "generator_lag_s": s["generator_lag_s"],
         "errors": s["errors"],
         "sustainable": s["sustainable"],
-        "delivery": {k: v for k, v in main.stream.items() if k not in ("backlog", "batch_size", "batches_closed_by")},
+        "delivery": {
+            k: v for k, v in main.stream.items() if k not in ("backlog", "batch_size", "batches_closed_by", "hops")
+        },
+        "hops": main.stream["hops"],
         "batch_size": main.stream["batch_size"],
         "batches_closed_by": main.stream["batches_closed_by"],
         "backlog": main.stream["backlog"],

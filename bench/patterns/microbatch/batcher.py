@@ -79,6 +79,7 @@ class Policy:
     batch_timeout_s: float
     max_attempts: int
     drain_timeout_s: float  #: after the last arrival, how long the window waits for the backlog
+    warmup_s: float = 0.0  #: events intended before this are left out of the hop breakdown
 
 
 @dataclass
@@ -131,6 +132,7 @@ class MicroBatcher:
         self.stale: dict[Hashable, Batch] = {}  # attempts superseded by a retry (a late answer is a duplicate)
         self.backlog: deque[Batch] = deque()
         self.batches: list[Batch] = []
+        self.closed = np.full(n, np.nan)  #: when each event's batch closed (window clock)
         self.depth: list[tuple[float, int, int]] = []
         self.counts = {"retries": 0, "timeouts": 0, "failed_batches": 0, "duplicates_removed": 0, "mismatches": 0}
         self.arrived = self.opened = 0  # events arrived so far; first event of the open batch
@@ -203,7 +205,8 @@ class MicroBatcher:
 
     # -- one turn of the loop ---------------------------------------------------------------
 
-    def _close(self, b: Batch) -> None:
+    def _close(self, b: Batch, now: float) -> None:
+        self.closed[b.lo : b.hi] = now
         self.backlog.append(b)
         self.batches.append(b)
         self.waiting += b.hi - b.lo
@@ -217,10 +220,10 @@ class MicroBatcher:
             self.arrived = k
         max_batch = self.policy.max_batch
         while self.arrived - self.opened >= max_batch:
-            self._close(Batch(self.opened, self.opened + max_batch, "size"))
+            self._close(Batch(self.opened, self.opened + max_batch, "size"), now)
         arrived, opened = self.arrived, self.opened
         if arrived > opened and (arrived == self.n or now - self.rec.issued[opened] >= self.policy.max_wait_s):
-            self._close(Batch(opened, arrived, "end" if arrived == self.n else "wait"))
+            self._close(Batch(opened, arrived, "end" if arrived == self.n else "wait"), now)
         self.peak = max(self.peak, (self.arrived - self.opened) + self.waiting)  # a burst's whole size counts
 
     def _dispatch(self, now: float) -> None:
@@ -289,6 +292,23 @@ class MicroBatcher:
         self.pool.reset()
         return rec.result(duration), self._record()
 
+    def _hops(self) -> dict | None:
+        """Where a delivered event's time went (measured events, after the warm-up): the source's lag
+        (arrival − intended), the wait for its batch to close, the wait in the backlog for a free
+        actor, and the round trip (to the actor, its scoring, the answer back into the sink)."""
+        r = self.rec
+        ok = (r.status == 200) & (r.intended >= self.policy.warmup_s) & ~np.isnan(self.closed)
+        if not ok.any():
+            return None
+        parts = {
+            "source_lag_s": r.issued - r.intended,
+            "batch_wait_s": self.closed - r.issued,
+            "backlog_wait_s": r.sent - self.closed,
+            "round_trip_s": r.done - r.sent,
+            "latency_s": r.done - r.intended,
+        }
+        return {k: metrics.latency_summary(np.clip(v[ok], 0, None)) for k, v in parts.items()}
+
     def _record(self) -> dict:
         batches, rec, delivered = self.batches, self.rec, self.delivered
         sizes = np.array([b.hi - b.lo for b in batches], dtype=np.float64)
@@ -303,6 +323,7 @@ class MicroBatcher:
             "batches": len(batches),
             "batch_size": metrics.latency_summary(sizes) if sizes.size else None,
             "batches_closed_by": {r: sum(1 for b in batches if b.closed_by == r) for r in ("size", "wait", "end")},
+            "hops": self._hops(),
             "backlog": {
                 "t_s": [round(t, 3) for t, _, _ in depth],
                 "queued_events": [q for _, q, _ in depth],

@@ -227,6 +227,19 @@ class Window(openloop.Window):
     answers: Answers | None = None
     times: ServerTimes | None = None
 
+    def curve_extras(self) -> dict:
+        """Per point of the capacity curve: the server's CPU per answered request, and with dynamic
+        batching the mean batch size and the p99 queue wait, so each reads against offered load."""
+        answered = int((self.obs.status == 200).sum())
+        server = sum(v for k, v in self.cpu.by_label.items() if k != "generator")
+        out: dict = {"server_cpu_per_request_s": server / answered if answered else None}
+        t = self.times
+        if t is not None and (t.batch > 0).any():
+            batched = t.batch > 0
+            out["batch_size_mean"] = float(t.batch[batched].mean())
+            out["queue_p99_s"] = float(np.quantile(t.queue_s[batched], 0.99, method="inverted_cdf"))
+        return out
+
 
 class Answers:
     """What ``/score`` answered besides the score, per request: where the score came from, how old its

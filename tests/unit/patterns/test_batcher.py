@@ -244,3 +244,15 @@ def test_a_batch_is_a_view_of_the_table_unless_it_wraps():
     X = np.arange(50, dtype=np.float64).reshape(10, 5)
     assert np.shares_memory(rows(X, 12, 17), X)
     assert np.array_equal(rows(X, 8, 13), X[[8, 9, 0, 1, 2]])
+
+
+def test_the_hops_of_an_event_add_up_to_its_latency_and_skip_the_warm_up():
+    # batches of up to 100 events closed 10 ms after their first; an actor answers after 3 ms
+    schedule = np.arange(0.0, 0.5, 0.001)
+    obs, stream, _ = _run(schedule, [0.003], _policy(max_batch=100, max_wait_s=0.010, warmup_s=0.1))
+    hops = stream["hops"]
+    assert hops["latency_s"]["count"] == int((schedule >= 0.1).sum())
+    means = {k: v["mean"] for k, v in hops.items()}
+    parts = means["source_lag_s"] + means["batch_wait_s"] + means["backlog_wait_s"] + means["round_trip_s"]
+    assert parts == pytest.approx(means["latency_s"], abs=1e-6)
+    assert 0.0 < means["batch_wait_s"] <= 0.0155 and means["round_trip_s"] >= 0.003
