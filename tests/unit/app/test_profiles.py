@@ -22,7 +22,7 @@ def test_every_sweep_point_parses(name):
 
 def test_profiles_measure_every_backend_they_promise():
     default = profiles.get("default").sweep("request")
-    assert {v["backend"] for v in default} == {"inprocess", "http", "ray_serve", "mlserver"}
+    assert {v["backend"] for v in default} == {"inprocess", "http", "ray_serve", "ray_serve_handle", "mlserver"}
     assert {v["backend"] for v in profiles.get("smoke").sweep("request")} == {"inprocess", "http", "mlserver"}
     # issue 15: batched servers (ours, Ray Serve's, MLServer's) and the caller's batch, searched
     batched = {(v["backend"], v.get("batch_max", 1), v.get("rows_per_request", 1)) for v in default if v.get("capacity", True)}
