@@ -334,8 +334,9 @@ def _start_cited(runs: Sequence[RunResult], ms: Sequence[BatchMeasure]) -> tuple
 
 
 def serving(r: RunResult) -> bool:
-    """Runs that size a service: not fault runs, and not per-request runs computing an extra aggregate (C10)."""
-    return not (registry.get(r.pattern).is_fault_run(r.params) or r.params.get("aggregate"))
+    """Runs that size a service: not fault runs, and not runs answering another question (a C10
+    aggregate, a caller's own batch of rows: ``Pattern.sizes_a_service``)."""
+    return registry.get(r.pattern).sizes_a_service(r.params)
 
 
 def sweep(

@@ -104,12 +104,25 @@ class Pattern:
     #: Left empty, the params type's ``fault_*_at_s`` fields, the convention every fault follows
     #: (request and microbatch ``fault_kill_at_s``, hybrid ``fault_batch_kill_at_s``).
     fault_params: tuple[str, ...] = ()
+    #: Parameters that make a run answer a question other than "what does this service cost": a value
+    #: other than the field's default (a C10 aggregate; a caller's own batch of rows per request, which
+    #: a per-event consumer would first have to wait to fill). Such runs are shown, never costed.
+    not_a_service_params: tuple[str, ...] = ()
 
     def is_fault_run(self, params: Mapping[str, Any] | Any) -> bool:
         """Whether a run with these parameters (a result's ``params`` dict, or a params object) had a
         fault injected: its main window is not a steady state, so main-window plots and tables skip it."""
         get = params.get if isinstance(params, Mapping) else lambda name, default=None: getattr(params, name, default)
         return any((get(name, 0) or 0) > 0 for name in self.fault_params)
+
+    def sizes_a_service(self, params: Mapping[str, Any] | Any) -> bool:
+        """Whether a run with these parameters sizes a service a consumer could buy: no fault, and
+        every ``not_a_service_params`` field at its default."""
+        if self.is_fault_run(params):
+            return False
+        get = params.get if isinstance(params, Mapping) else lambda name, default=None: getattr(params, name, default)
+        defaults = {f.name: f.default for f in fields(self.params)} if is_dataclass(self.params) else {}
+        return all(get(name, defaults.get(name)) == defaults.get(name) for name in self.not_a_service_params)
 
     def __post_init__(self) -> None:
         for hook, value, allowed in (

@@ -38,7 +38,9 @@ def job(
         scores = predictor.predict(X)
     with phases("publish"):
         ids = frame[workload.ID_COLUMN.name].to_numpy()
-        store.publish(Path(store_path), ids, {"score": scores}, {"as_of": as_of, "rows": len(ids)})
+        # a file path, or a Valkey server's URL (store=valkey): the same publish, atomic either way
+        target = store_path if store.is_url(store_path) else Path(store_path)
+        store.publish(target, ids, {"score": scores}, {"as_of": as_of, "rows": len(ids)})
     return {"as_of": as_of, "rows": len(ids), "phases_s": phases.seconds(), "cpu_s": time.process_time()}
 
 

@@ -38,7 +38,9 @@ from bench.model import Model
 from bench.patterns.base import Pattern, RunContext, Sweep, new_result
 from bench.patterns.request import HttpBackend, RequestParams, Window, make_backend, run_windows
 from bench.results import RunResult
+from bench.systems import affinity
 from bench.systems.reaper import REAPER
+from bench.systems.valkey import ValkeyServer
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,9 @@ class HybridParams(RequestParams):
     """Hybrid parameters: the request pattern's load and capacity settings, plus the store and its refresh."""
 
     rows: int = 100_000  #: customers; the batch job scores the known ones (the article's 100k)
-    store: str = "sqlite"  #: "sqlite" (reads from a file) or "dict" (in-process lower bound)
+    store: str = "sqlite"  #: "sqlite" (reads from a file), "dict" (in-process lower bound) or "valkey" (a server)
+    #: with store="valkey": an external server's URL (valkey://host:port); "" starts one for the run
+    store_url: str = ""
     hit_ratio: float = 0.95  #: share of customers (so of requests) the last batch already scored
     refresh_interval_s: float = 5.0  #: the batch job re-runs this often in the main window (0 = never)
     job_threads: int = 1  #: the batch job's predictor threads (it shares the machine with the server)
@@ -74,6 +78,13 @@ class HybridParams(RequestParams):
             raise BenchError(f"{owner} parameter 'backend' must be 'http' (the lookup server), got {self.backend!r}")
         if self.store not in store.KINDS:
             raise BenchError(f"{owner} parameter 'store' must be one of {store.KINDS}, got {self.store!r}")
+        if self.store_url and self.store != "valkey":
+            raise BenchError(f"{owner} parameter 'store_url' is for store='valkey', not {self.store!r}")
+        if self.store_url and not store.is_url(self.store_url):
+            raise BenchError(
+                f"{owner} parameter 'store_url' must be a server URL ({', '.join(store.URL_SCHEMES)}...), "
+                f"got {self.store_url!r}"
+            )
         if not 0 < self.hit_ratio <= 1:
             raise BenchError(f"{owner} parameter 'hit_ratio' must be in (0, 1], got {self.hit_ratio}")
         if self.aggregate:
@@ -111,10 +122,28 @@ def hybrid_label(params: HybridParams | dict) -> str:
 class LookupBackend(HttpBackend):
     """The request pattern's HTTP server on ``/score`` with a store, plus the batch jobs that fill it."""
 
+    store_server: ValkeyServer | None = None  #: store="valkey": the server the store lives in
+
     def prepare(self, data: workload.Dataset) -> None:
         p = self.params
+        if p.store != "valkey":
+            self.store_path: str | Path = self.run_dir / "scores.sqlite"
+            self._prepare(data)
+            return
+        # Started before the first batch job (which publishes into it), stopped in stop(); stopped
+        # here too if the preparation fails, since run_windows' finally: only covers start() on.
+        self.store_server = ValkeyServer(self.run_dir / "valkey.log", url=p.store_url).start()
+        self.store_path = self.store_server.url
+        try:
+            self._prepare(data)
+        except BaseException:
+            self.store_server.stop()
+            raise
+        self.fixed_costs_s["store_start"] = self.store_server.start_seconds or 0.0
+
+    def _prepare(self, data: workload.Dataset) -> None:
+        p = self.params
         self.path = "/score"
-        self.store_path = self.run_dir / "scores.sqlite"
         self.customers_path = self.run_dir / "known_customers.parquet"
         rng = np.random.default_rng(p.seed)
         self.known = np.zeros(len(self.ids), dtype=bool)
@@ -131,7 +160,7 @@ class LookupBackend(HttpBackend):
 
     def _check_store(self) -> None:
         """The published generation holds exactly the known customers, each with predict()'s score."""
-        reader = store.SqliteStore(self.store_path)
+        reader = store.open_store("valkey" if self.params.store == "valkey" else "sqlite", self.store_path)
         try:
             for row in np.nonzero(self.known)[0][:: max(1, int(self.known.sum()) // 2_000)]:
                 got = reader.get(int(self.ids[row]))
@@ -161,7 +190,7 @@ class LookupBackend(HttpBackend):
             p.predictor,
         ]
         env = os.environ | {"OMP_NUM_THREADS": str(p.job_threads)}
-        inode_before = os.stat(self.store_path).st_ino if self.store_path.exists() else None
+        generation_before = store.current_generation(self.store_path)
         t0 = time.perf_counter()
         nice = p.job_nice
         # The job is part of the system under test: on the server's CPUs, not the generator's (which
@@ -204,10 +233,45 @@ class LookupBackend(HttpBackend):
             record |= json.loads(out.strip().splitlines()[-1])
         elif not record["killed"]:
             record["error"] = f"exit code {proc.returncode}: {err.strip()[-500:]}"
-        inode_after = os.stat(self.store_path).st_ino if self.store_path.exists() else None
-        record["published"] = inode_after is not None and inode_after != inode_before
+        try:
+            generation_after = store.current_generation(self.store_path)
+        except BenchError as exc:  # the store server is unreachable: nothing was published
+            generation_after, record["store_error"] = generation_before, str(exc)
+        record["published"] = generation_after is not None and generation_after != generation_before
         self.jobs.append(record)
         return record
+
+    def start(self) -> None:
+        """The lookup server; with store="valkey" the store's server is a metered root beside it (its
+        CPU and memory are the online store's cost) and runs on the server's CPUs when isolated."""
+        super().start()
+        if self.store_server is not None and self.store_server.pid is not None:
+            self.roots["store"] = self.store_server.pid
+            if self.isolation.isolated:
+                affinity.pin_trees([self.store_server.pid], self.isolation.server_cpus)
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            if self.store_server is not None:
+                try:
+                    self.store_bytes()  # read while the server still runs
+                finally:
+                    self.store_server.stop()
+
+    def store_bytes(self) -> int | None:
+        """The store's size: the SQLite file, or the Valkey server's used memory (its dataset; the
+        last read while it ran, once a server started for the run has stopped)."""
+        if self.params.store != "valkey":
+            return self.store_path.stat().st_size
+        with contextlib.suppress(BenchError):
+            reader = store.ValkeyStore(str(self.store_path))
+            try:
+                self._store_memory_bytes = reader.memory_bytes()
+            finally:
+                reader.close()
+        return getattr(self, "_store_memory_bytes", None)
 
     @contextlib.contextmanager
     def around(self, name: str) -> Iterator[None]:
@@ -323,7 +387,9 @@ def run(data: workload.Dataset, model: Model, params: HybridParams, context: Run
     main, _, cap, windows = run_windows(backend, floor=False)
 
     s = main.summary
-    server_cpu = main.cpu.by_label.get("server", 0.0)
+    # the online store's server (store=valkey) is part of the serving path: its CPU is counted
+    store_cpu = main.cpu.by_label.get("store", 0.0)
+    server_cpu = main.cpu.by_label.get("server", 0.0) + store_cpu
     result = new_result("hybrid", f"{hybrid_label(params)}/{params.predictor}", params, context, model, data)
     predictions = s["completed"]
     window_jobs = [j for j in backend.jobs if j["kind"] != "initial"]
@@ -347,7 +413,14 @@ def run(data: workload.Dataset, model: Model, params: HybridParams, context: Run
         "jobs": backend.jobs,
         "job": _job_summary(backend.jobs, params.job_threads),
         "batch_fault": _batch_fault(main, window_jobs, params),
-        "store": {"kind": params.store, "bytes": backend.store_path.stat().st_size, "rows": int(backend.known.sum())},
+        "store": {
+            "kind": params.store,
+            "bytes": backend.store_bytes(),
+            "rows": int(backend.known.sum()),
+            "cpu_seconds": store_cpu if params.store == "valkey" else None,
+            "peak_rss_bytes": main.cpu.to_dict().get("peak_rss_by_label", {}).get("store"),
+            "external": bool(params.store_url),
+        },
         "capacity": cap,
         "score_mismatches": sum(w.mismatches for w in windows),
         "unavailability": metrics.unavailability(main.obs, params.warmup_s),

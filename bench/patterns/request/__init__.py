@@ -961,4 +961,5 @@ PATTERN = Pattern(
     view="bench.views.request",
     limits="capacity",
     fault_params=("fault_kill_at_s",),  # whichever fault_target
+    not_a_service_params=("aggregate", "rows_per_request"),
 )

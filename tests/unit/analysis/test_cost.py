@@ -100,10 +100,16 @@ def test_options_use_valid_runs_at_the_largest_size_and_say_what_is_missing():
         service_run("s1"),
         service_run("inproc", backend="inprocess/lightgbm"),
         service_run("nocap", backend="ray_serve/lightgbm", capacity=0.0),
+        # a caller's own batch of 10 rows a request: shown, never costed (a per-event consumer would
+        # first wait to fill it); a batched *server* is an option like any other
+        service_run("rows", backend="http[10rows]/lightgbm"),
+        service_run("dyn", backend="http[b32/2ms]/lightgbm"),
     ]
+    runs[-2].params = {"rows_per_request": 10}
+    runs[-1].params = {"batch_max": 32, "batch_wait_ms": 2.0}
     found, missing = cost.options(runs)
     labels = {o.label: o for o in found}
-    assert set(labels) == {"batch (local)", "real-time http/lightgbm"}
+    assert set(labels) == {"batch (local)", "real-time http/lightgbm", "real-time http[b32/2ms]/lightgbm"}
     assert {m.run_id for m in labels["batch (local)"].measures} == {"big1", "big2"}
     reasons = {m["option"]: m["reason"] for m in missing}
     assert "real-time ray_serve/lightgbm" in reasons and "hybrid" in reasons

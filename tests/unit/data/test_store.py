@@ -8,6 +8,9 @@ import pytest
 from bench.core.errors import BenchError
 from bench.data import store
 
+#: the kinds that read a file (valkey, a server, is tested in test_store_valkey.py)
+FILE_KINDS = ("sqlite", "dict")
+
 
 def _publish(path, n=100, offset=0.0, as_of=1.0):
     keys = np.arange(10, 10 + n, dtype=np.int64)
@@ -16,7 +19,7 @@ def _publish(path, n=100, offset=0.0, as_of=1.0):
     return keys, scores
 
 
-@pytest.mark.parametrize("kind", store.KINDS)
+@pytest.mark.parametrize("kind", FILE_KINDS)
 def test_a_generation_reads_back_exactly_and_misses_are_none(kind, tmp_path):
     path = tmp_path / "s.sqlite"
     keys, scores = _publish(path)
@@ -28,7 +31,7 @@ def test_a_generation_reads_back_exactly_and_misses_are_none(kind, tmp_path):
     reader.close()
 
 
-@pytest.mark.parametrize("kind", store.KINDS)
+@pytest.mark.parametrize("kind", FILE_KINDS)
 def test_readers_switch_to_a_new_generation_and_ignore_a_half_written_one(kind, tmp_path):
     path = tmp_path / "s.sqlite"
     keys, _ = _publish(path, as_of=1.0)
