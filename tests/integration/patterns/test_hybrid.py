@@ -124,10 +124,29 @@ def test_every_customer_known_means_no_live_scoring(small_dataset, small_model, 
     assert r.metrics["batch_fault"] is None and r.backend.startswith("lookup[dict,100%]")
 
 
+def test_a_valkey_store_serves_every_lookup_with_predict_scores_and_is_metered(small_dataset, small_model, tmp_path):
+    """store=valkey: a valkey-server started for the run, published into by the refresh jobs (which
+    switch generations under the load), read by the server through the store reader, then stopped."""
+    import psutil
+
+    params = _small(duration_s=3.0, store="valkey")
+    r = run(small_dataset, small_model, params, RunContext("hy-valkey", tmp_path))
+    _valid_unless_busy(r)
+    m = r.metrics
+    assert m["score_mismatches"] == 0 and m["errors"]["http_4xx"] == m["errors"]["http_5xx"] == 0
+    assert 0.7 < m["hit_ratio"] < 0.9 and m["lookup_latency_s"]["count"] > 0
+    assert m["store"]["kind"] == "valkey" and m["store"]["rows"] == 1_600 and m["store"]["bytes"] > 0
+    assert m["store"]["cpu_seconds"] > 0 and m["store"]["peak_rss_bytes"] > 0  # a metered root
+    assert all(j["ok"] and j["published"] for j in m["jobs"]) and r.backend.startswith("lookup[valkey,80%]")
+    left = [c for c in psutil.Process().children(recursive=True) if c.name() == "valkey-server"]
+    assert not left and "Ready to accept connections" in (tmp_path / "valkey.log").read_text()
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
         ("hit_ratio", 0.0, "'hit_ratio' must be in"),
+        ("store_url", "valkey://127.0.0.1:1", "'store_url' is for store='valkey'"),
         ("store", "redis", "'store' must be one of"),
         ("backend", "inprocess", "'backend' must be 'http'"),
         ("refresh_interval_s", -1.0, "'refresh_interval_s' must be >= 0"),
