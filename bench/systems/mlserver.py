@@ -10,17 +10,14 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import orjson
 
 from bench.core.errors import BenchError
+from bench.systems.owned import OwnedProcess
 from bench.systems.process import free_port
-from bench.systems.reaper import REAPER, dying_with_parent
 
 #: MLServer's own virtual environment, at the repository root (never the harness's ``.venv``).
 MLSERVER_VENV = Path(__file__).resolve().parents[2] / ".venv-mlserver"
@@ -63,7 +60,7 @@ def parse_score(body: bytes) -> float:
         raise BenchError(f"MLServer's answer is not a V2 inference response: {body[:200]!r}") from exc
 
 
-class MLServerProcess:
+class MLServerProcess(OwnedProcess):
     """``mlserver start`` on a folder holding its settings and one LightGBM text model, in one process.
 
     ``batch_max`` > 1 turns on MLServer's adaptive batching: requests are queued and scored together,
@@ -71,6 +68,8 @@ class MLServerProcess:
     count LightGBM scores with (``OMP_NUM_THREADS``: the runtime passes none of its own), 1 as our
     server's. gRPC cannot be switched off in MLServer, so it listens on a free port; metrics are off.
     """
+
+    what = "MLServer"
 
     def __init__(
         self,
@@ -95,22 +94,7 @@ class MLServerProcess:
         self.num_threads = num_threads
         self.port = free_port(host)  #: HTTP (V2 REST)
         self.grpc_port = free_port(host)
-        self.log_path = self.work_dir / "mlserver.log"
-        self.proc: subprocess.Popen | None = None
-        self.start_seconds: float | None = None  #: launch to both readiness probes answering 200
-        self._tracked: int | None = None  #: this server's entry in the process's reaper
-
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise BenchError("MLServer is not running")
-        return self.proc.pid
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        super().__init__(self.work_dir / "mlserver.log")
 
     def _write_settings(self) -> None:
         """settings.json (one process, no metrics, no extra endpoints) and model-settings.json."""
@@ -168,51 +152,6 @@ class MLServerProcess:
         env = os.environ | {"OMP_NUM_THREADS": str(self.num_threads)}
         for name in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"):  # the harness's, not MLServer's
             env.pop(name, None)
-        t0 = time.perf_counter()
-        # Its own session, tracked, and dying with this process even on SIGKILL (bench.systems.reaper).
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                dying_with_parent(cmd),
-                cwd=self.work_dir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        if self._tracked is None:
-            self._tracked = REAPER.track(f"MLServer pid {self.proc.pid}", self.stop)
-        deadline = t0 + timeout_s
-        try:
-            while time.perf_counter() < deadline:
-                if self.proc.poll() is not None:
-                    raise BenchError(
-                        f"MLServer exited with code {self.proc.returncode} before it was ready; "
-                        f"log tail:\n{self.log_tail()}"
-                    )
-                if self.ready():
-                    self.start_seconds = time.perf_counter() - t0
-                    return self
-                time.sleep(0.1)
-        except BaseException:  # a signal or an error mid-start: the caller has no server to stop
-            self.stop()
-            raise
-        self.stop()
-        raise BenchError(f"MLServer was not ready within {timeout_s} s; log tail:\n{self.log_tail()}")
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM the server's process group, SIGKILL it if it has not gone within ``timeout_s``."""
-        try:
-            if self.proc is None or self.proc.poll() is not None:
-                return
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=timeout_s)
-            except ProcessLookupError:  # the group has gone already: reap the process
-                self.proc.wait(timeout=timeout_s)
-        finally:  # untracked once gone, not before (see ServerProcess.stop)
-            if self._tracked is not None:
-                REAPER.untrack(self._tracked)
-                self._tracked = None
+        # Its own session, tracked, and dying with this process even on SIGKILL (bench.systems.owned).
+        t0 = self._launch(cmd, env=env, cwd=self.work_dir)
+        return self._wait_ready(self.ready, t0, timeout_s, "answering ready for its model")

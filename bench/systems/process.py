@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 
 from bench.core.errors import BenchError
-from bench.systems.reaper import REAPER, dying_with_parent
+from bench.systems.owned import OwnedProcess
 from bench.systems.server_config import ServerConfig
 
 
@@ -46,7 +46,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-class ServerProcess:
+class ServerProcess(OwnedProcess):
     """uvicorn serving ``bench.systems.http_app`` with the model loaded once at start, as ``config`` says.
 
     ``config.workers`` is uvicorn's process count (one event loop and one GIL each); each scores with
@@ -63,13 +63,12 @@ class ServerProcess:
     0.33–0.50 s, answering 2.85–2.91 s after). :meth:`start` returns once every worker has answered.
     """
 
+    what = "model server"
+
     def __init__(self, config: ServerConfig, log_path: Path) -> None:
         # The port is fixed here, once, so that a restart listens where clients already connect.
+        super().__init__(log_path)
         self.config = config if config.port else dataclasses.replace(config, port=free_port(config.host))
-        self.log_path = Path(log_path)
-        self.proc: subprocess.Popen | None = None
-        self.start_seconds: float | None = None  #: launch to first healthy answer, of the last start
-        self._tracked: int | None = None  #: this server's entry in the process's reaper
 
     @property
     def host(self) -> str:
@@ -78,18 +77,6 @@ class ServerProcess:
     @property
     def port(self) -> int:
         return self.config.port
-
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise BenchError("server is not running")
-        return self.proc.pid
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
     def start(self, timeout_s: float = 60.0) -> ServerProcess:
         """Launch and wait (bounded) for ``GET /health`` to answer 200."""
@@ -114,40 +101,15 @@ class ServerProcess:
             "--log-level",
             "warning",
         ]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
         # Its own session (a signal to the run's group must not reach it mid-measurement), so it is
-        # tracked, and dies with this process even on SIGKILL (see bench.systems.reaper).
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                dying_with_parent(cmd),
-                env=os.environ | c.env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        if self._tracked is None:
-            self._tracked = REAPER.track(f"model server pid {self.proc.pid}", self.stop)
+        # tracked, and dies with this process even on SIGKILL (bench.systems.owned).
+        t0 = self._launch(cmd, env=os.environ | c.env())
         deadline = t0 + timeout_s
-        try:
-            while time.perf_counter() < deadline:
-                if self.proc.poll() is not None:
-                    raise BenchError(
-                        f"model server exited with code {self.proc.returncode} before answering /health; "
-                        f"log tail:\n{self.log_tail()}"
-                    )
-                if self.healthy() and self._all_workers_serving(deadline):
-                    self.start_seconds = time.perf_counter() - t0
-                    return self
-                time.sleep(0.1)
-        except BaseException:  # a signal or an error mid-start: the caller has no server to stop
-            self.stop()
-            raise
-        self.stop()
-        raise BenchError(
-            f"model server did not answer /health from all {c.workers} worker(s) within {timeout_s} s; "
-            f"log tail:\n{self.log_tail()}"
-        )
+
+        def ready() -> bool:
+            return self.healthy() and self._all_workers_serving(deadline)
+
+        return self._wait_ready(ready, t0, timeout_s, f"answering /health from all {c.workers} worker(s)")
 
     def _all_workers_serving(self, deadline: float) -> bool:
         """With several workers, whether each has answered /health by ``deadline``: one answering is
@@ -241,11 +203,6 @@ class ServerProcess:
         except OSError:
             return False
 
-    def kill(self) -> None:
-        """SIGKILL the whole server (fault injection)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-
     def kill_worker(self, pid: int) -> None:
         """SIGKILL one worker of a multi-worker server (fault injection: one replica dies, as under
         the OOM killer); the supervisor and the other workers keep running."""
@@ -255,20 +212,3 @@ class ServerProcess:
             raise BenchError(f"pid {pid} is not a live worker of this server (workers: {self.worker_pids()})")
         os.kill(pid, signal.SIGKILL)
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM the server's process group, SIGKILL it if it has not gone within ``timeout_s``."""
-        try:
-            if self.proc is None or self.proc.poll() is not None:
-                return
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=timeout_s)
-            except ProcessLookupError:  # the group has gone already (a kill): reap the process
-                self.proc.wait(timeout=timeout_s)
-        finally:  # untracked once gone, not before: a stopping process waits for its tracked list to empty
-            if self._tracked is not None:
-                REAPER.untrack(self._tracked)
-                self._tracked = None

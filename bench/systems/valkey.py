@@ -15,8 +15,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -24,8 +22,9 @@ from typing import Self
 from urllib.parse import urlsplit
 
 from bench.core.errors import BenchError
+from bench.systems.owned import OwnedProcess
 from bench.systems.process import free_port
-from bench.systems.reaper import REAPER, dying_with_parent, scratch_dir
+from bench.systems.reaper import scratch_dir
 
 #: ``appendfsync`` choices; "" = no append-only file at all (the store's default: a lost store is
 #: re-published by the next batch job)
@@ -60,7 +59,7 @@ def ping(url: str, timeout_s: float = 1.0, pid: int | None = None) -> bool:
         client.close()
 
 
-class ValkeyServer:
+class ValkeyServer(OwnedProcess):
     """``valkey-server`` on 127.0.0.1:<free port> in a temp data dir, or an external server at ``url``.
 
     :meth:`start` returns once PING answers (bounded); :meth:`stop` SIGTERMs and then SIGKILLs it and
@@ -90,10 +89,8 @@ class ValkeyServer:
         self.port = port if url or port else free_port(host)  #: fixed once: a restart listens here again
         self._url = url
         self.data_dir: Path | None = None
-        self.log_path = Path(log_path) if log_path else None
-        self.proc: subprocess.Popen | None = None
-        self.start_seconds: float | None = None  #: launch to first PONG, of the last start
-        self._tracked: int | None = None
+        super().__init__(log_path)
+        self.what = f"Valkey server ({self.url})"
 
     @property
     def url(self) -> str:
@@ -102,17 +99,7 @@ class ValkeyServer:
     @property
     def pid(self) -> int | None:
         """The server's pid (a CPU-meter root); None for an external server."""
-        if self.external:
-            return None
-        if self.proc is None:
-            raise BenchError("Valkey server is not running")
-        return self.proc.pid
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except (OSError, AttributeError):
-            return "(no log)"
+        return None if self.external else super().pid
 
     def command(self) -> list[str]:
         cmd = [
@@ -143,42 +130,14 @@ class ValkeyServer:
             self.data_dir = Path(tempfile.mkdtemp(prefix="valkey-", dir=scratch_dir()))
         if self.log_path is None:
             self.log_path = self.data_dir / "valkey.log"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = self.command()
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                dying_with_parent(cmd),
-                cwd=self.data_dir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        if self._tracked is None:
-            self._tracked = REAPER.track(f"Valkey server pid {self.proc.pid}", self.stop)
-        deadline = t0 + timeout_s
-        try:
-            while time.perf_counter() < deadline:
-                if self.proc.poll() is not None:
-                    raise BenchError(
-                        f"Valkey server ({self.url}) exited with code {self.proc.returncode} before answering "
-                        f"PING; log tail:\n{self.log_tail()}"
-                    )
-                if ping(self.url, timeout_s=0.5, pid=self.proc.pid):
-                    self.start_seconds = time.perf_counter() - t0
-                    return self
-                time.sleep(0.05)
-        except BaseException:  # a signal or an error mid-start: the caller has no server to stop
-            self.stop()
-            raise
-        tail = self.log_tail()  # before stop() removes the data dir the log may be in
-        self.stop()
-        raise BenchError(f"Valkey server ({self.url}) did not answer PING within {timeout_s} s; log tail:\n{tail}")
+        t0 = self._launch(self.command(), cwd=self.data_dir)
+        return self._wait_ready(lambda: ping(self.url, timeout_s=0.5, pid=self.proc.pid), t0, timeout_s,
+                                "answering PING", poll_s=0.05)
 
     def kill(self) -> None:
-        """SIGKILL the server (fault injection); its data dir is kept for :meth:`restart`."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        """SIGKILL the server (fault injection) and reap it; its data dir is kept for :meth:`restart`."""
+        super().kill()
+        if self.proc is not None:
             self.proc.wait(timeout=10.0)
 
     def restart(self, timeout_s: float = 15.0) -> ValkeyServer:
@@ -189,19 +148,8 @@ class ValkeyServer:
     def stop(self, timeout_s: float = 10.0, remove_data: bool = True) -> None:
         """SIGTERM the server's process group, SIGKILL it after ``timeout_s``; remove its data dir."""
         try:
-            if self.proc is not None and self.proc.poll() is None:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGTERM)
-                    self.proc.wait(timeout=timeout_s)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait(timeout=timeout_s)
-                except ProcessLookupError:  # the group has gone already (a kill): reap the process
-                    self.proc.wait(timeout=timeout_s)
-        finally:  # untracked once gone, not before (see ServerProcess.stop)
-            if self._tracked is not None:
-                REAPER.untrack(self._tracked)
-                self._tracked = None
+            super().stop(timeout_s)
+        finally:
             if remove_data and self.data_dir is not None:
                 shutil.rmtree(self.data_dir, ignore_errors=True)
                 self.data_dir = None
