@@ -4,6 +4,10 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PROFILE ?= default
 STAMP   := $(VENV)/.installed
+# MLServer (the off-the-shelf anchor, bench/systems/mlserver.py) in a venv of its own: it pins
+# FastAPI < 0.116, which the harness's .venv does not. ~25 s and ~480 MB on the 2-core VM.
+MLSERVER_VENV  := .venv-mlserver
+MLSERVER_STAMP := $(MLSERVER_VENV)/.installed
 
 # Keep Jupyter, IPython and matplotlib state inside the checkout, not in $HOME.
 export JUPYTER_RUNTIME_DIR := $(CURDIR)/.jupyter/runtime
@@ -27,10 +31,6 @@ $(STAMP): pyproject.toml
 	$(BIN)/bench kernel
 	@touch $@
 
-# MLServer (the off-the-shelf anchor, bench/systems/mlserver.py) in a venv of its own: it pins
-# FastAPI < 0.116, which the harness's .venv does not. ~25 s and ~480 MB on the 2-core VM.
-MLSERVER_VENV  := .venv-mlserver
-MLSERVER_STAMP := $(MLSERVER_VENV)/.installed
 
 setup-mlserver: $(MLSERVER_STAMP)
 
@@ -59,4 +59,4 @@ strip: setup
 	$(BIN)/python -m bench.tools.strip notebooks
 
 clean:
-	rm -rf $(VENV) .jupyter .pytest_cache .benchmarks
+	rm -rf $(VENV) $(MLSERVER_VENV) .jupyter .pytest_cache .benchmarks
