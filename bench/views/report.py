@@ -164,6 +164,12 @@ def main_runs(runs: Sequence[RunResult]) -> list[RunResult]:
     return [r for r in runs if r.valid and not is_fault_run(r) and cost.serving(r)]
 
 
+def steady_runs(runs: Sequence[RunResult]) -> list[RunResult]:
+    """Valid runs in a steady state (no fault), including those that size no service (a caller's own
+    batch of rows, a C10 aggregate): what tables comparing configurations side by side use."""
+    return [r for r in runs if r.valid and not is_fault_run(r)]
+
+
 def family(r: RunResult) -> str:
     """Which of the article's patterns a run measures (its registry entry's ``family``)."""
     return registry.get(r.pattern).family
