@@ -50,7 +50,8 @@ publish: setup
 
 test: setup
 	$(BIN)/ruff check bench tests
-	$(BIN)/lint-imports
+	@# the layers contract (pyproject): its full report only when broken, a line when kept
+	@out=$$($(BIN)/lint-imports 2>&1) || { echo "$$out"; exit 1; }; echo "lint-imports: the layers contract is kept"
 	$(BIN)/python -m bench.tools.strip --check notebooks
 	$(BIN)/pytest
 

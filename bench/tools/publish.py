@@ -130,11 +130,34 @@ def _predictor_tables(runs, prices, workload) -> str:
     return text
 
 
-def publish(results_dir: Path, out: Path) -> Path:
-    """Copy the executed report into ``out`` with its plots, tables and provenance; returns ``out``."""
+def one_clean_commit(results_dir: Path) -> str:
+    """The one commit every run on disk was made from, with a clean tree; else a BenchError saying
+    which runs come from a dirty tree or from which commits (a publication never mixes code)."""
+    docs = [json.loads(f.read_text()) for f in sorted((results_dir / "runs").glob("*/result.json"))]
+    if not docs:
+        raise BenchError(f"{results_dir / 'runs'} holds no result: run `make report PROFILE=full` first")
+    gits = {d["run_id"]: (d.get("provenance") or {}).get("git") or {} for d in docs}
+    dirty = sorted(run for run, g in gits.items() if g.get("dirty") is not False)
+    if dirty:
+        raise BenchError(f"{len(dirty)} run(s) come from a dirty tree (or say nothing of it), e.g. {dirty[:3]}")
+    commits = sorted({g.get("commit") for g in gits.values()}, key=str)
+    if len(commits) != 1:
+        raise BenchError(f"the runs come from {len(commits)} commits ({', '.join(map(str, commits))}): publish one")
+    return str(commits[0])
+
+
+def publish(results_dir: Path, out: Path, *, one_commit: bool = True) -> Path:
+    """Copy the executed report into ``out`` with its plots, tables and provenance; returns ``out``.
+    Refused unless every run comes from one clean commit (:func:`one_clean_commit`; ``one_commit``
+    False only for tests of the copying, run from a working tree); ``out`` is
+    replaced, not merged, so nothing of an earlier publication is left beside it."""
     report_nb = results_dir / "notebooks" / "90_report.ipynb"
     if not report_nb.exists():
         raise BenchError(f"{report_nb} does not exist: run `make report PROFILE=full` first")
+    if one_commit:
+        one_clean_commit(results_dir)
+    if out.exists():
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("notebooks/90_report.ipynb", "notebooks/95_recommend.ipynb", "report.html", "recommend.html"):
         src = results_dir / name

@@ -57,3 +57,28 @@ def test_module_docstring_says_what_and_how(name):
     assert len(doc.strip().splitlines()) >= 1 and doc.strip()[0].isupper(), f"bench.tools.{name} needs a docstring"
     if name not in ("publish", "strip"):  # measurement commands: what they measure, and how to run them
         assert "What it " in doc and f"python -m bench.tools.{name}" in doc, f"bench.tools.{name}'s docstring"
+
+
+def test_publish_refuses_runs_of_a_dirty_tree_or_of_several_commits(tmp_path):
+    import json
+
+    import pytest
+
+    from bench.core.errors import BenchError
+    from bench.tools.publish import one_clean_commit
+
+    def run(name: str, commit: str, dirty: bool) -> None:
+        d = tmp_path / "runs" / name
+        d.mkdir(parents=True)
+        doc = {"run_id": name, "provenance": {"git": {"commit": commit, "dirty": dirty}}}
+        (d / "result.json").write_text(json.dumps(doc))
+
+    run("a", "c1", False)
+    run("b", "c1", False)
+    assert one_clean_commit(tmp_path) == "c1"
+    run("c", "c2", False)
+    with pytest.raises(BenchError, match="come from 2 commits"):
+        one_clean_commit(tmp_path)
+    run("d", "c1", True)
+    with pytest.raises(BenchError, match=r"1 run\(s\) come from a dirty tree.*'d'"):
+        one_clean_commit(tmp_path)

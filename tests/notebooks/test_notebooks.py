@@ -91,7 +91,8 @@ def test_report_notebook_exports_html_without_code(nb_results):
     assert "Bulk batch" in html and "predictions/s" in html
     assert "report.select(" not in html  # code cells are not exported
     assert "<img" in html  # the plots are there
-    out = publish.publish(nb_results, nb_results / "published")
+    # the session's runs come from this working tree, clean or not: the copying is what is tested here
+    out = publish.publish(nb_results, nb_results / "published", one_commit=False)
     assert {p.name for p in out.glob("*.png")} == set(publish.PLOTS.values())
     assert "| C1 |" in (out / "verdicts.md").read_text() and (out / "95_recommend.ipynb").exists()
     assert json.loads((out / "provenance.json").read_text())["runs"][0]["pattern"] == "batch"
