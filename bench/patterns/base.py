@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,15 @@ class Pattern:
     #: other than the field's default (a C10 aggregate; a caller's own batch of rows per request, which
     #: a per-event consumer would first have to wait to fill). Such runs are shown, never costed.
     not_a_service_params: tuple[str, ...] = ()
+    #: Parameter values under which the pattern runs no always-on service of its own (hybrid with
+    #: ``lookup="direct"``: clients read the online store, no model server in between). The bill then
+    #: holds no service replicas; the run's measured ``components`` (its store) are what stays on.
+    serviceless: Mapping[str, Any] = field(default_factory=dict)
+
+    def has_service(self, params: Mapping[str, Any] | Any) -> bool:
+        """Whether a run with these parameters keeps an always-on service (replicas to bill)."""
+        get = params.get if isinstance(params, Mapping) else lambda name, default=None: getattr(params, name, default)
+        return not self.serviceless or any(get(k, None) != v for k, v in self.serviceless.items())
 
     def is_fault_run(self, params: Mapping[str, Any] | Any) -> bool:
         """Whether a run with these parameters (a result's ``params`` dict, or a params object) had a
