@@ -22,6 +22,7 @@ sink), ``pool`` (``RayPool``: the actors on Ray); windows, capacity and verdicts
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,15 +30,19 @@ import numpy as np
 
 from bench.core.errors import BenchError
 from bench.core.params import require_choice, require_nonnegative, require_positive
-from bench.data import events, workload
+from bench.data import events, store, workload
 from bench.measure import load, metrics, openloop
 from bench.model import Model, make_predictor
 from bench.patterns.base import Pattern, PatternParams, RunContext, Sweep, new_result
 from bench.patterns.microbatch.batcher import MicroBatcher, Policy
+from bench.patterns.microbatch.brokered import BrokerPolicy, BrokerWindow
 from bench.patterns.microbatch.pool import RayPool
+from bench.patterns.microbatch.streampool import RayStreamPool
 from bench.results import RunResult, ensure_writable
 from bench.systems.raysession import RaySession
+from bench.systems.valkey import APPENDFSYNC, ValkeyServer
 
+SOURCES = ("table", "broker")
 #: batches up to this size (about 30k rows of 32 float64) are passed to actors inline
 INLINE_BYTES = 8 << 20
 
@@ -70,6 +75,13 @@ class MicrobatchParams(PatternParams):
     knee_factor: float = 2.0
     saturation_events: int = 100_000  #: all offered at once: the pipeline's peak throughput (0 = skip)
     fault_kill_at_s: float = 0.0  #: an actor's process dies mid-batch this long into the main window (0 = none)
+    #: where events come from: "table" (replayed by the driver, the lower bound) or "broker" (a
+    #: producer process publishes them to a Valkey stream; actors read it through a consumer group)
+    source: str = "table"
+    broker_url: str = ""  #: with source="broker": an external server (valkey://host:port); "" starts one
+    broker_appendfsync: str = "everysec"  #: how often the started broker fsyncs its append-only file
+    claim_idle_ms: float = 2_000.0  #: a pending entry idle this long is claimed by another consumer
+    fault_broker_kill_at_s: float = 0.0  #: SIGKILL and restart the started broker this long into the main window
     ray_address: str = ""  #: a cluster to join ("" = start a local Ray for the run)
     spread: bool = True  #: place actors on different nodes where there are several
     seed: int = 0
@@ -104,6 +116,20 @@ class MicrobatchParams(PatternParams):
             saturation_events=self.saturation_events,
             max_inflight=self.max_inflight,
         )
+        require_choice(owner, "source", self.source, SOURCES)
+        require_choice(owner, "broker_appendfsync", self.broker_appendfsync, APPENDFSYNC)
+        require_positive(owner, claim_idle_ms=self.claim_idle_ms)
+        require_nonnegative(owner, fault_broker_kill_at_s=self.fault_broker_kill_at_s)
+        if self.source != "broker":
+            for name in ("broker_url", "fault_broker_kill_at_s"):
+                if getattr(self, name):
+                    raise BenchError(f"{owner} parameter {name!r} needs source='broker', not {self.source!r}")
+        if self.broker_url and not store.is_url(self.broker_url):
+            raise BenchError(f"{owner} parameter 'broker_url' must be valkey://host:port, got {self.broker_url!r}")
+        if self.broker_url and self.fault_broker_kill_at_s:
+            raise BenchError(
+                f"{owner} parameter 'fault_broker_kill_at_s' kills the broker the run starts, not an external one"
+            )
         if not self.knee_factor > 1:
             raise BenchError(f"{owner} parameter 'knee_factor' must be > 1, got {self.knee_factor}")
 
@@ -130,6 +156,16 @@ def _schedule(params: MicrobatchParams, rate: float, measured_s: float, seed: in
     return load.schedule(params.schedule, rate, params.warmup_s + measured_s, seed)
 
 
+def _broker_policy(params: MicrobatchParams) -> BrokerPolicy:
+    return BrokerPolicy(
+        max_batch=params.max_batch,
+        max_wait_ms=params.max_wait_ms,
+        claim_idle_ms=params.claim_idle_ms,
+        drain_timeout_s=params.drain_timeout_s,
+        warmup_s=params.warmup_s,
+    )
+
+
 def _policy(params: MicrobatchParams) -> Policy:
     return Policy(
         max_batch=params.max_batch,
@@ -143,31 +179,45 @@ def _policy(params: MicrobatchParams) -> Policy:
 
 
 class _Run:
-    """Everything one run shares between its windows: data, pool, Ray's processes."""
+    """Everything one run shares between its windows: data, pool, Ray's processes (and the broker)."""
 
-    def __init__(self, params: MicrobatchParams, X: np.ndarray, expected: np.ndarray, pool: RayPool, session) -> None:
+    def __init__(self, params: MicrobatchParams, X: np.ndarray, expected: np.ndarray, pool, session) -> None:
         self.params, self.X, self.expected, self.pool, self.session = params, X, expected, pool, session
+        self.broker: ValkeyServer | None = None
+        self.brokered: BrokerWindow | None = None
 
     def roots(self) -> dict[str, int]:
         return {
             "driver": os.getpid(),
             **self.session.roots(),
             **{f"actor{i}": pid for i, pid in enumerate(self.pool.pids)},
+            **({"broker": self.broker.pid} if self.broker is not None and self.broker.pid else {}),
         }
 
-    def measure(self, name: str, schedule: np.ndarray, rate: float, fault_at_s: float | None = None) -> StreamWindow:
+    def measure(
+        self,
+        name: str,
+        schedule: np.ndarray,
+        rate: float,
+        fault_at_s: float | None = None,
+        broker_at_s: float | None = None,
+    ) -> StreamWindow:
         p = self.params
-        policy = _policy(p)
-        # GC paused first: the collection it starts with is not the pipeline's time or CPU (it was both,
-        # ~0.3 s of a 3 s saturation window: ratio_to_bulk 0.75 -> see results/perf/README.md).
-        with load.quiet_gc(), metrics.CpuMeter(roots=self.roots(), interval_s=None) as meter:
-            batcher = MicroBatcher(
-                self.pool, self.X, self.expected, schedule, policy, fault_at_s=fault_at_s, meter=meter
-            )
-            obs, stream = batcher.run()
+        if self.brokered is not None:
+            obs, stream, cpu = self._measure_brokered(name, schedule, fault_at_s, broker_at_s)
+        else:
+            policy = _policy(p)
+            # GC paused first: the collection it starts with is not the pipeline's time or CPU (it was both,
+            # ~0.3 s of a 3 s saturation window: ratio_to_bulk 0.75 -> see results/perf/README.md).
+            with load.quiet_gc(), metrics.CpuMeter(roots=self.roots(), interval_s=None) as meter:
+                batcher = MicroBatcher(
+                    self.pool, self.X, self.expected, schedule, policy, fault_at_s=fault_at_s, meter=meter
+                )
+                obs, stream = batcher.run()
+            cpu = meter.result
         summary = openloop.summarize(
             obs,
-            meter.result,
+            cpu,
             warmup_s=min(p.warmup_s, float(schedule[-1])),
             slo_s=p.slo_ms / 1e3,
             lag_bound_s=p.lag_bound_ms / 1e3,
@@ -175,15 +225,35 @@ class _Run:
         if stream["mismatches"]:
             summary["valid"] = False
             summary["invalid_reasons"].append(f"{stream['mismatches']} score(s) differ from predict() on the same row")
-        return StreamWindow(name, rate, obs, summary, meter.result, stream)
+        return StreamWindow(name, rate, obs, summary, cpu, stream)
+
+    def _measure_brokered(self, name, schedule, actor_at_s, broker_at_s):
+        """A window through the broker: the producer process is metered as the source, the broker as
+        itself, the driver (now only the sink) as before."""
+        bw = self.brokered
+        producer, stream, out = bw.producer(name, schedule)
+        try:
+            t0 = producer.start()
+            roots = {**self.roots(), "producer": producer.pid}
+            with load.quiet_gc(), metrics.CpuMeter(roots=roots, interval_s=None) as meter:
+                bw.meter = meter
+                obs, record = bw.run(
+                    producer, stream, out, schedule, t0, actor_at_s=actor_at_s, broker_at_s=broker_at_s
+                )
+        finally:
+            bw.meter = None
+            producer.finish()
+        return obs, record, meter.result
 
 
 def _cpu_split(cpu: metrics.CpuUsage) -> dict[str, float]:
-    """CPU-seconds by role: driver (source, batcher, sink), actors (scoring), Ray's own processes."""
+    """CPU-seconds by role: driver (source, batcher, sink; with a broker only the sink), actors
+    (scoring), Ray's own processes; with a broker also the producer and the broker."""
     out = {"driver": 0.0, "actors": 0.0, "ray": 0.0}
     for label, secs in cpu.by_label.items():
-        role = "driver" if label == "driver" else "actors" if label.startswith("actor") else "ray"
-        out[role] += secs
+        role = label.split(":")[0]
+        role = "actors" if role.startswith("actor") else role if role in ("driver", "producer", "broker") else "ray"
+        out[role] = out.get(role, 0.0) + secs
     return out
 
 
@@ -218,8 +288,12 @@ def run(data: workload.Dataset, model: Model, params: MicrobatchParams, context:
     session = RaySession(address=params.ray_address, system_config={"max_direct_call_object_size": INLINE_BYTES})
     windows: list[StreamWindow] = []
     cap = saturation = None
-    pool = None
+    pool = broker = None
     try:
+        if params.source == "broker":
+            # Started before Ray (seconds sooner to fail on a bad URL or a binary that will not start)
+            broker = ValkeyServer(run_dir / "broker.log", appendfsync=params.broker_appendfsync, url=params.broker_url)
+            broker.start()
         session.start()
         cluster_cpus = session.info["cluster_cpus"]
         if params.n_actors * params.num_threads > cluster_cpus:
@@ -227,7 +301,7 @@ def run(data: workload.Dataset, model: Model, params: MicrobatchParams, context:
                 f"MicrobatchParams n_actors × num_threads = {params.n_actors * params.num_threads} CPUs, "
                 f"but the Ray cluster has {cluster_cpus:g}"
             )
-        pool = RayPool(
+        pool = (RayStreamPool if broker is not None else RayPool)(
             model,
             n_actors=params.n_actors,
             num_threads=params.num_threads,
@@ -236,8 +310,19 @@ def run(data: workload.Dataset, model: Model, params: MicrobatchParams, context:
         )
         session.info["rss_bytes_with_actors"] = session.rss_bytes()
         r = _Run(params, X, expected, pool, session)
+        if broker is not None:
+            r.broker = broker
+            rows_path = run_dir / "broker" / "rows.npy"
+            rows_path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(rows_path, X)
+            r.brokered = BrokerWindow(
+                broker, pool, rows_path, expected, X.shape[1], rows_path.parent, _broker_policy(params)
+            )
         fault_at = params.warmup_s + params.fault_kill_at_s if params.fault_kill_at_s else None
-        main = r.measure("main", _schedule(params, params.rate, measured_s, params.seed), params.rate, fault_at)
+        broker_at = params.warmup_s + params.fault_broker_kill_at_s if params.fault_broker_kill_at_s else None
+        main = r.measure(
+            "main", _schedule(params, params.rate, measured_s, params.seed), params.rate, fault_at, broker_at
+        )
         windows.append(main)
         pool.wait_up()
         if params.capacity:
@@ -261,7 +346,14 @@ def run(data: workload.Dataset, model: Model, params: MicrobatchParams, context:
         if pool is not None:
             pool.stop()
         session.stop()
-    return _result(params, context, model, data, table, session, pool, windows, cap, saturation, bulk)
+        if broker is not None:
+            broker_info = {"start_s": broker.start_seconds, "url": broker.url, "external": broker.external}
+            broker.stop()
+            shutil.rmtree(run_dir / "broker", ignore_errors=True)  # the rows and schedules it was fed
+    result = _result(params, context, model, data, table, session, pool, windows, cap, saturation, bulk)
+    if broker is not None:
+        _broker_metrics(result, params, windows[0], broker_info)
+    return result
 
 
 def _capacity(r: _Run) -> tuple[dict, list[StreamWindow]]:
@@ -286,7 +378,8 @@ def _result(params, context, model, data, table, session, pool, windows, cap, sa
         "microbatch",
         # the compiled predictor is named; LightGBM (the default) is not, as in results made before it existed
         f"ray/b{params.max_batch}-w{params.max_wait_ms:g}ms"
-        + ("" if params.predictor == "lightgbm" else f"/{params.predictor}"),
+        + ("" if params.predictor == "lightgbm" else f"/{params.predictor}")
+        + _source_tag(params),
         params,
         context,
         model,
@@ -309,7 +402,9 @@ def _result(params, context, model, data, table, session, pool, windows, cap, sa
         "errors": s["errors"],
         "sustainable": s["sustainable"],
         "delivery": {
-            k: v for k, v in main.stream.items() if k not in ("backlog", "batch_size", "batches_closed_by", "hops")
+            k: v
+            for k, v in main.stream.items()
+            if k not in ("backlog", "batch_size", "batches_closed_by", "hops", "consumer_lag", "faults")
         },
         "hops": main.stream["hops"],
         "batch_size": main.stream["batch_size"],
@@ -318,8 +413,12 @@ def _result(params, context, model, data, table, session, pool, windows, cap, sa
         "capacity": cap,
         "saturation": saturation,
         "bulk_predict": bulk,
-        "fault_events": pool.events if pool else [],
-        "recovery": _recovery(main, params) if params.fault_kill_at_s else None,
+        "fault_events": (pool.events if pool else []) + main.stream.get("faults", []),
+        "recovery": _recovery(
+            main, params.warmup_s + (params.fault_kill_at_s or params.fault_broker_kill_at_s), params.warmup_s
+        )
+        if params.fault_kill_at_s or params.fault_broker_kill_at_s
+        else None,
         "ray": session.info,
         "actors": {"n": params.n_actors, "nodes": sorted(set(pool.nodes)) if pool else [], "start_s": pool.start_s}
         if pool
@@ -329,20 +428,20 @@ def _result(params, context, model, data, table, session, pool, windows, cap, sa
     }
     result.metrics = m
     openloop.apply_verdicts(result, main, cap, why_not=lambda: _why_not(s, main.stream, params))
-    if main.stream["lost_events"]:
-        result.invalidate(f"{main.stream['lost_events']} event(s) lost: their batch failed on every attempt")
+    if main.stream["lost_events"] and not params.fault_broker_kill_at_s:  # a broker kill's loss is its finding
+        result.invalidate(f"{main.stream['lost_events']} event(s) lost: accepted, never scored")
     result.samples = openloop.samples_frame(windows, params.warmup_s)
     return result
 
 
-def _recovery(w: StreamWindow, params: MicrobatchParams) -> dict | None:
-    """The latency spike a killed actor caused: the p99 of events delivered before the kill, the worst
-    latency of those delivered after it, and the recovery time: from the kill until the last event
-    slower than twice that p99 was delivered."""
-    obs, kill = w.obs, params.warmup_s + params.fault_kill_at_s
+def _recovery(w: StreamWindow, kill: float, warmup_s: float) -> dict | None:
+    """The latency spike a killed actor (or broker) caused at window time ``kill``: the p99 of events
+    delivered before the kill, the worst latency of those delivered after it, and the recovery time:
+    from the kill until the last event slower than twice that p99 was delivered."""
+    obs = w.obs
     ok = obs.status == 200
     lat = obs.done - obs.intended
-    before = ok & (obs.intended >= params.warmup_s) & (obs.done < kill)
+    before = ok & (obs.intended >= warmup_s) & (obs.done < kill)
     after = ok & (obs.done >= kill)
     if not before.any() or not after.any():
         return None
@@ -354,6 +453,46 @@ def _recovery(w: StreamWindow, params: MicrobatchParams) -> dict | None:
         "recovery_s": float(obs.done[slow].max() - kill) if slow.any() else 0.0,
         "events_above_2x_baseline": int(slow.sum()),
     }
+
+
+def _source_tag(params: MicrobatchParams) -> str:
+    """The label's source: nothing for the table; ``/broker`` (its AOF policy named unless everysec)."""
+    if params.source != "broker":
+        return ""
+    return "/broker" if params.broker_appendfsync == "everysec" else f"/broker[{params.broker_appendfsync or 'no-aof'}]"
+
+
+def _broker_metrics(result: RunResult, params: MicrobatchParams, main: StreamWindow, info: dict) -> None:
+    """The broker as a measured component (its CPU and memory in the main window), the consumer lag
+    over time, and, under a broker kill, what was lost and how long recovery took."""
+    m = result.metrics
+    cpu = main.cpu
+    secs = sum(v for k, v in cpu.by_label.items() if k.split(":")[0] == "broker")
+    n = m["predictions"]
+    rss = cpu.to_dict().get("peak_rss_by_label", {})
+    m["source"] = "broker"
+    m["broker"] = {
+        "kind": "valkey",
+        "url": info["url"],
+        "external": info["external"],
+        "appendfsync": params.broker_appendfsync,
+        "start_s": info["start_s"],
+        "cpu_seconds": None if info["external"] else secs,
+        "cpu_seconds_per_event": None if info["external"] or not n else secs / n,
+        "peak_rss_bytes": max((v for k, v in rss.items() if k.split(":")[0] == "broker"), default=None),
+    }
+    m["consumer_lag"] = main.stream["consumer_lag"]
+    killed = [f for f in main.stream["faults"] if f["kind"] == "broker_killed"]
+    if killed:
+        d = main.stream
+        m["broker_fault"] = {
+            **{k: killed[0][k] for k in ("at_s", "down_s", "appendfsync")},
+            "accepted_events": d["accepted_events"],
+            "lost_events": d["lost_events"],
+            "duplicates_removed": d["duplicates_removed"],
+            "unpublished_events": d["unpublished_events"],
+            "recovery": m["recovery"],
+        }
 
 
 def _why_not(s: dict, stream: dict, params: MicrobatchParams) -> str:
