@@ -34,10 +34,12 @@ def microbatch_card(result: RunResult) -> pl.DataFrame:
         f"{m['batches_closed_by']}"
         if m.get("batch_size")
         else "n/a",
-        "delivered / offered; lost; duplicates removed; retries": f"{d['delivered_events']} / {d['offered_events']}; "
-        f"{d['lost_events']}; {d['duplicates_removed']}; {d['retries']}",
+        "delivered / offered; lost; duplicates removed; retries (claimed)": f"{d['delivered_events']} / "
+        f"{d['offered_events']}; {d['lost_events']}; {d['duplicates_removed']}; "
+        f"{d.get('retries', d.get('claimed_entries', 0))}",
         "max queued events": str(m["backlog"]["max_queued_events"]),
-        "CPU-s driver / actors / Ray": f"{cpu.get('driver', 0):.2f} / {cpu.get('actors', 0):.2f} / {cpu.get('ray', 0):.2f}",
+        "CPU-s by role": " / ".join(f"{k} {v:.2f}" for k, v in cpu.items()),
+        "source": _source(m),
         "CPU µs per event": f"{1e6 * m['cpu_seconds_per_prediction']:.1f}"
         if m.get("cpu_seconds_per_prediction")
         else "n/a",
@@ -51,7 +53,23 @@ def microbatch_card(result: RunResult) -> pl.DataFrame:
         "Ray start (s), Ray RSS (MiB)": f"{m['ray']['start_s']:.1f}, {m['ray']['rss_bytes_after_start'] / 2**20:.0f}",
         "fault": str(m.get("recovery")) if m.get("recovery") else "none",
     }
+    if m.get("broker_fault"):
+        f = m["broker_fault"]
+        items["broker killed"] = (
+            f"at {f['at_s']:.1f} s (appendfsync {f['appendfsync'] or 'off'}), back in {1e3 * f['down_s']:.0f} ms: "
+            f"{f['lost_events']} of {f['accepted_events']} accepted events lost, {f['duplicates_removed']} duplicates removed"
+        )
     return pl.DataFrame({"metric": list(items), "value": list(items.values())})
+
+
+def _source(m: dict) -> str:
+    """Where a run's events came from, and what the broker cost if there was one."""
+    b = m.get("broker")
+    if not b:
+        return "table (replayed by the driver)"
+    per = b.get("cpu_seconds_per_event")
+    cost = f"{1e6 * per:.1f} µs CPU per event" if per is not None else "its CPU not measured (external)"
+    return f"Valkey stream (appendfsync {b['appendfsync'] or 'off'}): {cost}"
 
 
 def microbatch_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
@@ -70,6 +88,9 @@ def microbatch_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
                 "peak_over_bulk": round(sat["ratio_to_bulk"], 3) if sat else None,
                 "cpu_us_per_event": round(1e6 * m["cpu_seconds_per_prediction"], 1)
                 if m.get("cpu_seconds_per_prediction")
+                else None,
+                "broker_us_per_event": round(1e6 * m["broker"]["cpu_seconds_per_event"], 1)
+                if (m.get("broker") or {}).get("cpu_seconds_per_event") is not None
                 else None,
                 "lost": m["delivery"]["lost_events"],
                 "ray_start_s": round(m["ray"]["start_s"], 1),
@@ -128,12 +149,17 @@ def plot_microbatch_frontier(runs: Sequence[RunResult], ax=None):
     return ax
 
 
-#: a streaming event's hops in the order it lives them (``metrics["hops"]``, batcher.MicroBatcher._hops)
+#: a streaming event's hops in the order it lives them (``metrics["hops"]``: batcher.MicroBatcher._hops
+#: for the table source, brokered.BrokerWindow for the broker)
 STREAM_HOPS = {
     "source_lag_s": "source lag",
     "batch_wait_s": "wait for its batch to close",
     "backlog_wait_s": "wait for a free actor",
     "round_trip_s": "actor round trip (send, score, answer, sink)",
+    "to_broker_s": "producer → broker (the XADD's reply)",
+    "in_stream_s": "in the stream until a consumer read it",
+    "scoring_s": "scoring (read → scores written)",
+    "to_sink_s": "output stream → sink",
     "latency_s": "end to end",
 }
 
@@ -158,4 +184,28 @@ def stream_hops_table(runs: Sequence[RunResult]) -> pl.DataFrame:
                         "run_id": r.run_id,
                     }
                 )
+    return pl.DataFrame(rows) if rows else pl.DataFrame()
+
+
+def broker_fault_table(runs: Sequence[RunResult]) -> pl.DataFrame:
+    """Per run with a broker kill: the persistence policy, how long the broker was down, what was
+    accepted, lost and delivered twice, and the latency spike."""
+    rows = []
+    for r in runs_of(runs, PATTERN):
+        f = r.metrics.get("broker_fault")
+        if not f:
+            continue
+        rec = f.get("recovery") or {}
+        rows.append(
+            {
+                "config": r.backend,
+                "appendfsync": f["appendfsync"] or "off (no AOF)",
+                "down_ms": round(1e3 * f["down_s"]),
+                "accepted": f["accepted_events"],
+                "lost": f["lost_events"],
+                "duplicates_removed": f["duplicates_removed"],
+                "max_latency_after_ms": round(1e3 * rec["max_latency_after_kill_s"]) if rec else None,
+                "run_id": r.run_id,
+            }
+        )
     return pl.DataFrame(rows) if rows else pl.DataFrame()

@@ -25,10 +25,10 @@ def _actor_class():
         """One scoring actor consuming the broker's stream."""
 
         def __init__(self, model_path: str, predictor: str, num_threads: int) -> None:
-            # In the actor's worker process: Ray pickles this class by value, so the model and the
-            # consumer are imported where the actor runs, not captured from the driver.
             import threading
 
+            # In the actor's worker process: Ray pickles this class by value, so the model is
+            # imported where the actor runs, not captured from the driver.
             from bench import model as model_mod
 
             self.predictor = model_mod.make_predictor(model_mod.load(model_path), predictor, num_threads)
@@ -42,6 +42,7 @@ def _actor_class():
             return os.getpid(), _ray.get_runtime_context().get_node_id()
 
         def consume(self, spec: dict) -> dict:
+            # imported in the actor's process, as the model is (the class is pickled by value)
             from bench.patterns.microbatch.consumer import StreamConsumer
 
             self.stop_event.clear()
