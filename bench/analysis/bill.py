@@ -20,6 +20,30 @@ per billed kind (a pattern's ``cost_kind``):
   job's measured rate and start-up) + its lookup servers as *always-on*.
 * **line items** the family needs (load balancer, stores, scheduler, broker, monitoring): per month +
   per million predictions from the catalogue, priced, not measured.
+* **a measured component** — a server the run started and metered beside its service (the hybrid's
+  online store with ``store=valkey``, the streaming broker with ``source=broker``) — replaces its flat
+  line item with the nodes its measurement needs, on the item's sold node (``vcpu``, ``gib``, and
+  ``per_month`` per node)::
+
+      by CPU    = ceil(peak rate × measured CPU-s per prediction / (node vCPU × target utilisation))
+                  (node vCPU: the ones its engine runs commands on, ``engine_vcpu``, when the item says)
+      by memory = ceil(measured peak RSS × scale / (node GiB × NODE_MEMORY_SHARE))
+      nodes     = max(min_replicas, by CPU, by memory, 1)
+
+  ``scale`` is the workload's data over the run's: a store holds one entry per customer, so ``customers
+  (0: the day's predictions) / rows the run's store held``; a broker's stream holds what is in flight, so
+  ``max(1, peak rate / the run's offered rate)``. The peak rate is held all day (a store's nodes are not
+  scaled by the hour, even with ``autoscale``); the floor is ``min_replicas``, the same availability the
+  bill holds for replicas (a single node is a single point of failure on every answer's path). Nodes
+  beyond what CPU and memory need are ``availability_floor``; the rest is ``components``. A component
+  that cannot be sized keeps the flat line item, priced, not measured, and says why: the server was
+  external (joined by URL: its CPU was not measured here), its CPU was not measured, or the catalogue's
+  item gives no ``vcpu``/``gib`` (a price file from before them). A run with no component (SQLite store,
+  table source) keeps the flat line item. ``line_item_basis`` says which, per item.
+* **no service of its own** (``Pattern.has_service`` False: hybrid ``lookup="direct"``, clients read the
+  store) — no replicas and no line item that fronts a service (``fronts_service``: the load balancer, an
+  API gateway): clients reach the store's own endpoint. The rest of the family's attach list (the
+  store, the refresh's scheduler) stays; the always-on part is the store's nodes.
 * **a compiled predictor's build**: once per model release on the job platform (one core).
 
 Every day is a dict; ``breakdown`` splits ``cost_per_day`` exactly (see ``BREAKDOWN``).
@@ -27,11 +51,12 @@ Every day is a dict; ``breakdown`` splits ``cost_per_day`` exactly (see ``BREAKD
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import numpy as np
 
-from bench.analysis.catalogue import DAYS_PER_MONTH, Platform, Prices, Size, check_utilisation
+from bench.analysis.catalogue import DAYS_PER_MONTH, LineItem, Platform, Prices, Size, check_utilisation
 from bench.core.errors import BenchError
 from bench.core.params import require_positive
 
@@ -46,8 +71,12 @@ BREAKDOWN = (
     "platform_startup",  # the platform's own start-up before the job's process (priced, not measured)
     "requests",  # per-request fees of a function platform
     "build",  # a compiled predictor's build, once per model release
+    "components",  # a measured server's nodes (online store, broker) that its measured CPU and memory need
     "line_items",  # everything outside compute the family needs (priced, not measured)
 )
+#: the share of a node's memory a sized component may fill: ElastiCache reserves 25% by default
+#: (``reserved-memory-percent``) for replication buffers, the fork of a snapshot and fragmentation
+NODE_MEMORY_SHARE = 0.75
 
 
 @dataclass(frozen=True)
@@ -154,6 +183,16 @@ class ServiceMeasure:
     cold_start_s: float | None = None  #: server process start to first answer
     capacity_lower_bound: bool = False  #: no capacity search: the sustained offered rate within the SLO
     cpu_model: str = ""
+    #: False: the run held no always-on service of its own (``Pattern.has_service``): no replicas billed
+    has_service: bool = True
+    #: the catalogue line item a server the run metered beside its service stands for ("online_store",
+    #: "broker"); "" = none (an SQLite store, a table source): the flat line item applies
+    component: str = ""
+    component_cpu_s_per_prediction: float | None = None  #: its CPU-s per prediction (None: not measured)
+    component_gib: float = 0.0  #: its peak RSS (0: not measured)
+    component_scales_with: str = ""  #: what its memory grows with: "customers", "rate" ("" = as measured)
+    component_at: float | None = None  #: how much of that the run had (rows its store held, events/s offered)
+    component_external: bool = False  #: a server the run joined by URL: its CPU was not measured here
 
 
 @dataclass(frozen=True)
@@ -173,6 +212,16 @@ class HybridMeasure:
     cold_start_s: float | None = None
     capacity_lower_bound: bool = False
     cpu_model: str = ""
+    #: False: the run held no always-on service of its own (``Pattern.has_service``): no replicas billed
+    has_service: bool = True
+    #: the catalogue line item a server the run metered beside its service stands for ("online_store",
+    #: "broker"); "" = none (an SQLite store, a table source): the flat line item applies
+    component: str = ""
+    component_cpu_s_per_prediction: float | None = None  #: its CPU-s per prediction (None: not measured)
+    component_gib: float = 0.0  #: its peak RSS (0: not measured)
+    component_scales_with: str = ""  #: what its memory grows with: "customers", "rate" ("" = as measured)
+    component_at: float | None = None  #: how much of that the run had (rows its store held, events/s offered)
+    component_external: bool = False  #: a server the run joined by URL: its CPU was not measured here
 
     def service(self) -> ServiceMeasure:
         names = {f.name for f in fields(ServiceMeasure)}
@@ -180,7 +229,17 @@ class HybridMeasure:
 
 
 #: fields that are not measurements: never perturbed (see ``measured_fields``)
-_NOT_MEASURED = {"run_id", "cores", "job_cores", "slo_ms", "cpu_model", "capacity_lower_bound"}
+_NOT_MEASURED = {
+    "run_id",
+    "cores",
+    "job_cores",
+    "slo_ms",
+    "cpu_model",
+    "capacity_lower_bound",
+    "has_service",
+    "component_at",  # the run's configuration (rows, offered rate), the reference a memory is scaled from
+    "component_external",
+}
 
 
 def measured_fields(measure) -> list[str]:
@@ -256,19 +315,134 @@ def _add(a: dict, b: dict, times: float = 1.0) -> dict:
     return {k: a.get(k, 0.0) + times * b.get(k, 0.0) for k in BREAKDOWN}
 
 
-def _finish(day: dict, money: dict, family: str, plat: Platform, w: Workload, p: Prices, extra_priced: list) -> dict:
-    """Line items, totals and the fields every day carries."""
-    items = {i.name: i.per_day(w.predictions_per_day) for i in p.items_for(family, plat)}
+def _rate(per_s: float) -> str:
+    return f"{per_s:,.0f}/s" if per_s >= 100 else f"{per_s:.3g}/s"
+
+
+def _priced(item: LineItem) -> str:
+    return f"{item.name} ({item.description}, as of {item.as_of})"
+
+
+def _component(m, w: Workload, p: Prices) -> dict | None:
+    """The server the run metered beside its service (``m.component``) on its line item's nodes, or why
+    it cannot be sized (``sized`` False: the flat line item applies); None when the run metered none."""
+    name = getattr(m, "component", "") if m is not None else ""
+    if not name:
+        return None
+    what = name.replace("_", " ")
+    item = p.line_items.get(name)
+    if item is None:
+        return {"name": name, "sized": False, "basis": "", "note": f"the catalogue has no {name!r} line item: the "
+                f"measured {what} is not priced"}  # fmt: skip
+    cpu = m.component_cpu_s_per_prediction
+    why = ""
+    if m.component_external:
+        why = "an external server (joined by URL): its CPU was not measured here"
+    elif cpu is None:
+        why = f"the run did not measure the {what}'s CPU"
+    elif not item.sized:
+        why = (
+            f"the catalogue's {name!r} entry gives no vcpu/gib (a price file from before them), so the measured "
+            f"CPU per prediction ({cpu * 1e6:.3g} µs) cannot size it"
+        )
+    if why:
+        flat = f"priced, not measured: {why} ({item.description}, as of {item.as_of})"
+        return {"name": name, "sized": False, "basis": flat, "note": f"{what}: {flat}"}
+    u = w.utilisation(p)
+    peak = w.peak_rate_per_s
+    by_cpu = math.ceil(peak * cpu / (item.command_vcpu * u) - 1e-9)
+    scale, scaled_by = 1.0, "as measured"
+    if m.component_at:
+        if m.component_scales_with == "customers":
+            customers = w.customers or w.predictions_per_day
+            scale, scaled_by = (
+                customers / m.component_at,
+                f"× {customers:,.0f} customers / {m.component_at:,.0f} rows held",
+            )
+        elif m.component_scales_with == "rate":
+            scale = max(1.0, peak / m.component_at)
+            scaled_by = f"× max(1, peak {_rate(peak)} / {_rate(m.component_at)} offered)"
+    memory = m.component_gib * scale
+    by_memory = math.ceil(memory / (item.gib * NODE_MEMORY_SHARE) - 1e-9) if memory else 0
+    needed = max(1, by_cpu, by_memory)
+    nodes = max(w.min_replicas, needed)
+    vcpus = (
+        f"the {item.command_vcpu:g} vCPU its engine runs commands on"
+        if item.command_vcpu < item.vcpu
+        else f"its {item.vcpu:g} vCPU"
+    )
+    memory_text = (
+        f"{by_memory} for {memory:.3g} GiB (the measured peak RSS {scaled_by}, filled to {NODE_MEMORY_SHARE:.0%})"
+        if memory
+        else "memory not measured"
+    )
+    basis = (
+        f"sized by the measured CPU per prediction ({cpu * 1e6:.3g} µs) → {nodes} node(s) of {item.describe_node()}: "
+        f"{by_cpu} for CPU ({_rate(peak)} at the peak, all day, at {u:.0%} of {vcpus}), {memory_text}, "
+        f"at least {w.min_replicas} (min_replicas, for availability)"
+    )
+    rates = w.hourly_rates()
+    return {
+        "name": name,
+        "sized": True,
+        "basis": basis,
+        "note": "" if memory else f"{what}: memory not measured; sized by its CPU only",
+        "node": item.describe_node(),
+        "nodes": nodes,
+        "needed": needed,
+        "by_cpu": by_cpu,
+        "by_memory": by_memory,
+        "memory_gib": memory,
+        "cpu_us_per_prediction": cpu * 1e6,
+        "cost_per_day": nodes * item.node_per_day + item.per_million * w.predictions_per_day / 1e6,
+        "needed_per_day": needed * item.node_per_day + item.per_million * w.predictions_per_day / 1e6,
+        "floor_per_day": (nodes - needed) * item.node_per_day,
+        "provisioned_core_s": nodes * item.vcpu * SECONDS_PER_DAY,
+        "consumed_core_s": w.predictions_per_day * cpu,
+        "utilisation": float(rates.mean() * cpu / (nodes * item.command_vcpu)),
+    }
+
+
+def _finish(
+    day: dict, money: dict, family: str, plat: Platform, w: Workload, p: Prices, extra_priced: list, m=None
+) -> dict:
+    """Line items (flat, or a measured component's nodes), totals and the fields every day carries."""
+    service = getattr(m, "has_service", True)
+    comp = _component(m, w, p)
+    flat = p.items_for(family, plat, service)
+    notes = list(day.get("notes", []))
+    components = {}
+    if comp and comp["sized"]:
+        flat = [i for i in flat if i.name != comp["name"]]
+        money["components"] = comp["needed_per_day"]
+        money["availability_floor"] += comp["floor_per_day"]
+        components[comp["name"]] = {k: v for k, v in comp.items() if k not in ("name", "sized", "note")}
+        day = day | {
+            "provisioned_core_s": day["provisioned_core_s"] + comp["provisioned_core_s"],
+            "consumed_core_s": day["consumed_core_s"] + comp["consumed_core_s"],
+        }
+        if not service:  # what stays on is the component: its nodes are the units, its load the utilisation
+            day |= {"units": comp["nodes"], "unit": f"{comp['name'].replace('_', ' ')} nodes"}
+            day |= {"utilisation": comp["utilisation"]}
+    items = {i.name: i.per_day(w.predictions_per_day) for i in flat}
     money["line_items"] = sum(items.values())
+    basis = {n: f"priced, not measured ({p.line_items[n].description}, as of {p.line_items[n].as_of})" for n in items}
+    if comp and (comp["sized"] or comp["name"] in items):
+        basis[comp["name"]] = comp["basis"]
+    if comp and comp["note"] and (comp["sized"] or comp["name"] in items or not comp["basis"]):
+        notes.append(comp["note"])
     total = sum(money.values())
-    priced = [*extra_priced, *(f"{n} ({p.line_items[n].description}, as of {p.line_items[n].as_of})" for n in items)]
+    priced = [*extra_priced, *(_priced(i) for i in flat)]
     return day | {
         "cost_per_day": total,
         "cost_per_month": total * DAYS_PER_MONTH,
         "cost_per_million": total / w.predictions_per_day * 1e6,
         "breakdown": money,
         "line_items": items,
+        "components": components,
+        "line_item_basis": basis,
         "priced_not_measured": priced,
+        "notes": notes,
         "cpu_utilisation": day["consumed_core_s"] / day["provisioned_core_s"] if day["provisioned_core_s"] else None,
     }
 
@@ -343,8 +517,49 @@ def _replicas(m: ServiceMeasure, w: Workload, p: Prices) -> tuple[np.ndarray, np
 
 
 def service_cost(m: ServiceMeasure, w: Workload, p: Prices, family: str = "real-time") -> dict:
-    """A day of an always-on service: replicas on sold sizes (instances), or per request (a function)."""
+    """A day of an always-on service: replicas on sold sizes (instances), or per request (a function);
+    none for a run with no service of its own. Plus its line items or its measured component."""
+    day, money, plat, priced = _serve(m, w, p, family)
+    return _finish(day, money, family, plat, w, p, priced, m)
+
+
+def _no_service(m: ServiceMeasure, w: Workload, p: Prices, family: str, plat: Platform) -> tuple[dict, dict]:
+    """The always-on part of a run that held no service of its own: no replicas (its component, sized in
+    ``_finish``, is what stays on)."""
+    build, build_prov, build_used = _build(m.build_s, family, w, p)
+    money = _empty()
+    money["build"] = build
+    day = {
+        "provisioned_core_s": build_prov,
+        "consumed_core_s": build_used,
+        "units": 0,
+        "unit": "replicas",
+        "job_wall_s": None,
+        "replicas_by_hour": [0] * 24,
+        "replica_hours": 0.0,
+        "build_cost_per_day": build,
+        "utilisation": None,
+        "target_utilisation": w.utilisation(p),
+        "autoscale": w.autoscale,
+        "platforms": {},
+        "sold_units": {},
+        "priced_as": [],
+        "capacity_lower_bound": False,
+        "has_service": False,
+        "notes": [
+            f"no always-on service of its own (run {m.run_id}: its consumers read the store directly): no "
+            f"replicas on {plat.name}, and no line item that fronts a service (a load balancer); what stays "
+            "on is the store"
+        ],
+    }
+    return day, money
+
+
+def _serve(m: ServiceMeasure, w: Workload, p: Prices, family: str) -> tuple[dict, dict, Platform, list[str]]:
+    """The always-on part of a day before its line items: (day, money, platform, what is priced)."""
     plat = p.platform(family, "service")
+    if not m.has_service:
+        return (*_no_service(m, w, p, family, plat), plat, [])
     notes: list[str] = []
     if m.capacity_lower_bound:
         notes.append(
@@ -357,7 +572,8 @@ def service_cost(m: ServiceMeasure, w: Workload, p: Prices, family: str = "real-
     money["build"] = build
     consumed = w.predictions_per_day * m.cpu_s_per_prediction + build_used
     if plat.kind == "function":
-        return _function_cost(m, w, p, family, plat, size, money, consumed, build_prov, notes)
+        day, money, priced = _function_day(m, w, p, plat, size, money, consumed, build_prov, notes)
+        return day, money, plat, priced
     rates, needed, held = _replicas(m, w, p)
     money["compute"] = float(needed.sum()) * size.hour * size.compute_share
     money["memory"] = float(needed.sum()) * size.hour * (1 - size.compute_share)
@@ -378,13 +594,14 @@ def service_cost(m: ServiceMeasure, w: Workload, p: Prices, family: str = "real-
         "sold_units": {"service": size.describe()},
         "priced_as": [_priced_as("service", plat, size, m.cpu_model, p)],
         "capacity_lower_bound": m.capacity_lower_bound,
+        "has_service": True,
         "notes": notes,
     }
     floor = [f"availability_floor (min_replicas {w.min_replicas})"] if money["availability_floor"] else []
-    return _finish(day, money, family, plat, w, p, floor)
+    return day, money, plat, floor
 
 
-def _function_cost(m, w, p, family, plat, size, money, consumed, build_prov, notes) -> dict:
+def _function_day(m, w, p, plat, size, money, consumed, build_prov, notes) -> tuple[dict, dict, list[str]]:
     if m.service_s is None:
         raise BenchError(
             f"run {m.run_id} measured no service time per request: it cannot be priced per request on {plat.name!r}"
@@ -418,17 +635,19 @@ def _function_cost(m, w, p, family, plat, size, money, consumed, build_prov, not
         "sold_units": {"service": size.describe()},
         "priced_as": [_priced_as("service", plat, size, m.cpu_model, p)],
         "capacity_lower_bound": m.capacity_lower_bound,
+        "has_service": True,
         "notes": notes,
     }
     priced = [f"requests (${plat.per_request * 1e6:g} per million on {plat.name}, as of {plat.as_of})"]
     if billed > m.service_s:
         priced.append(f"billing_minimum ({plat.granularity_s * 1e3:g} ms steps on {plat.name})")
-    return _finish(day, money, family, plat, w, p, priced)
+    return day, money, priced
 
 
 def hybrid_cost(m: HybridMeasure, w: Workload, p: Prices, family: str = "hybrid") -> dict:
-    """A day of hybrid: refresh jobs of the whole customer base + always-on lookup servers."""
-    serve = service_cost(m.service(), w, p, family)
+    """A day of hybrid: refresh jobs of the whole customer base + always-on lookup servers (none when
+    clients read the store directly) + its store (measured nodes, or the flat line item)."""
+    serve, serve_money, splat, serve_priced = _serve(m.service(), w, p, family)
     plat = p.platform(family, "job")
     notes = list(serve["notes"])
     notes.append("refresh job memory not measured apart: sized by its cores only")
@@ -436,8 +655,7 @@ def hybrid_cost(m: HybridMeasure, w: Workload, p: Prices, family: str = "hybrid"
     jobs = 24.0 / w.batch_every_h
     customers = w.customers or w.predictions_per_day
     seconds, per_job = _job(plat, size, customers / m.job_rows_per_s, m.job_fixed_s)
-    money = _add(serve["breakdown"], per_job, jobs)
-    money["line_items"] = 0.0
+    money = _add(serve_money, per_job, jobs)
     day = serve | {
         "provisioned_core_s": serve["provisioned_core_s"] + jobs * seconds["billed"] * size.vcpu,
         "consumed_core_s": serve["consumed_core_s"] + jobs * customers * m.job_cpu_s_per_row,
@@ -450,9 +668,7 @@ def hybrid_cost(m: HybridMeasure, w: Workload, p: Prices, family: str = "hybrid"
         "priced_as": [_priced_as("job", plat, size, m.cpu_model, p), *serve["priced_as"]],
         "notes": notes,
     }
-    splat = p.platform(family, "service")
-    extra = [s for s in serve["priced_not_measured"] if not s.startswith(tuple(p.line_items))]
-    return _finish(day, money, family, splat, w, p, [*_job_priced(plat), *extra])
+    return _finish(day, money, family, splat, w, p, [*_job_priced(plat), *serve_priced], m)
 
 
 COSTS = {"job": batch_cost, "always-on": service_cost, "job+always-on": hybrid_cost}

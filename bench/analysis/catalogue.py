@@ -136,16 +136,47 @@ class Platform:
 
 @dataclass(frozen=True)
 class LineItem:
-    """A cost a deployment pays besides compute, priced, not measured: per month + per million predictions."""
+    """A cost a deployment pays besides compute, priced, not measured: per month + per million predictions.
+
+    A line item that is a server the runs can measure (the online store, the broker) names its sold
+    node (``node``, ``vcpu``, ``gib``; ``per_month`` is then the price of one node): a run that metered
+    such a server gets it sized on these nodes from its measured CPU and memory (``bench.analysis.bill``);
+    without ``vcpu``/``gib`` (a price file from before them) it stays one flat, unmeasured price.
+    ``fronts_service``: it stands in front of an HTTP service (a load balancer, an API gateway), so a
+    run with no service of its own (clients read the store directly) does not need it."""
 
     name: str
     description: str = ""
     as_of: str = ""
     per_month: float = 0.0
     per_million: float = 0.0
+    node: str = ""  #: the sold node's name (e.g. cache.t4g.small), for the bill's text
+    vcpu: float = 0.0  #: one node's vCPUs (0: not given; the item cannot be sized by a measurement)
+    gib: float = 0.0  #: one node's memory, GiB (0: not given)
+    #: the vCPUs its engine runs commands on, when fewer than ``vcpu`` (Valkey: its main thread), 0 = all
+    engine_vcpu: float = 0.0
+    fronts_service: bool = False
 
     def per_day(self, predictions_per_day: float) -> float:
         return self.per_month / DAYS_PER_MONTH + self.per_million * predictions_per_day / 1e6
+
+    @property
+    def sized(self) -> bool:
+        """Whether it sells nodes a measured server can be sized on (``vcpu`` and ``gib`` given)."""
+        return self.vcpu > 0 and self.gib > 0
+
+    @property
+    def command_vcpu(self) -> float:
+        """The vCPUs a measured CPU per prediction is spread over: the engine's, else the node's."""
+        return min(self.engine_vcpu, self.vcpu) if self.engine_vcpu else self.vcpu
+
+    @property
+    def node_per_day(self) -> float:
+        """One node's price a day (``per_month`` is one node's)."""
+        return self.per_month / DAYS_PER_MONTH
+
+    def describe_node(self) -> str:
+        return f"{self.node or self.name} ({self.vcpu:g} vCPU, {self.gib:g} GiB)"
 
 
 @dataclass(frozen=True)
@@ -229,14 +260,17 @@ class Prices:
             changes["startup_s"] = 0.0
         return replace(p, **changes) if changes else p
 
-    def items_for(self, family: str, platform: Platform | None = None) -> list[LineItem]:
-        """The line items ``family`` needs (priced, not measured), a platform's replacements applied."""
+    def items_for(self, family: str, platform: Platform | None = None, service: bool = True) -> list[LineItem]:
+        """The line items ``family`` needs (priced, not measured), a platform's replacements applied;
+        with ``service=False`` (a run with no always-on service of its own) without those that front a
+        service (``fronts_service``: a load balancer, an API gateway)."""
         if not self.line_items_on:
             return []
         names = list(self.attach.get(family, ()))
         if platform is not None:
             names = [platform.replaces.get(n, n) for n in names]
-        return [self.line_items[n] for n in dict.fromkeys(names)]
+        items = [self.line_items[n] for n in dict.fromkeys(names)]
+        return items if service else [i for i in items if not i.fronts_service]
 
     def cpu_family(self, cpu_model: str) -> str:
         """The catalogue's CPU family of a provenance ``machine.cpu_model`` ("" if none matches)."""
@@ -490,15 +524,27 @@ def _presets(path: Path, table: dict) -> tuple[dict[str, Prices], dict[str, Plat
     for n, raw in (table.get("line_items") or {}).items():
         where = f"line_items.{n}"
         b = c.mapping(raw, where)
-        c.known(b, {"description", "as_of", "per_month", "per_million"}, where)
+        fields = {"description", "as_of", "per_month", "per_million", "node", "vcpu", "gib", "engine_vcpu"}
+        c.known(b, fields | {"fronts_service"}, where)
         if "per_month" not in b and "per_million" not in b:
             raise c.fail(where, "needs 'per_month' or 'per_million'")
+        if ("vcpu" in b) != ("gib" in b):
+            raise c.fail(where, "needs both 'vcpu' and 'gib' (one node's size) or neither")
+        if ("vcpu" in b) and "per_month" not in b:
+            raise c.fail(where, "sells nodes ('vcpu', 'gib'): it needs 'per_month', the price of one node")
+        if not isinstance(b.get("fronts_service", False), bool):
+            raise c.fail(f"{where}.fronts_service", f"must be true or false, got {b['fronts_service']!r}")
         items[n] = LineItem(
             n,
             str(b.get("description", "")),
             str(b.get("as_of", table.get("as_of", ""))),
             c.num(b, "per_month", where, default=0.0),
             c.num(b, "per_million", where, default=0.0),
+            node=str(b.get("node", "")),
+            vcpu=c.num(b, "vcpu", where, default=0.0, positive=True),
+            gib=c.num(b, "gib", where, default=0.0, positive=True),
+            engine_vcpu=c.num(b, "engine_vcpu", where, default=0.0, positive=True),
+            fronts_service=bool(b.get("fronts_service", False)),
         )
     for p in platforms.values():
         for old, new in p.replaces.items():

@@ -13,9 +13,12 @@ The cost dict of ``Option.cost`` (every value per day unless named otherwise):
 
 * ``cost_per_day``, ``cost_per_month``, ``cost_per_million``;
 * ``breakdown``: $/day by part, summing to ``cost_per_day`` (``bill.BREAKDOWN``: compute, memory,
-  availability_floor, billing_minimum, platform_startup, requests, build, line_items);
+  availability_floor, billing_minimum, platform_startup, requests, build, components, line_items);
 * ``line_items``: {name: $/day} (priced, not measured); ``priced_not_measured``: what in the bill
-  comes from the catalogue, not from a run, each with its date;
+  comes from the catalogue, not from a run, each with its date; ``components``: {name: {nodes, needed,
+  by_cpu, by_memory, node, cost_per_day, ...}} for a server the run measured (its online store, its
+  broker), sized on its line item's nodes; ``line_item_basis``: {name: "priced, not measured (…)" or
+  "sized by the measured CPU per prediction (X µs) → N node(s) …"} for every item of either kind;
 * ``units`` + ``unit`` (jobs/day, replicas at the busiest hour, requests/day), ``replicas_by_hour``,
   ``replica_hours``, ``job_wall_s`` (scoring + measured start), ``job_billed_s``, ``job_seconds``
   ({score, measured_start, platform_startup, run, billed} of one job);
@@ -66,8 +69,10 @@ __all__ = [
     "Workload",
     "batch_cost",
     "batch_measures",
+    "component",
     "cost_kind",
     "crossovers",
+    "has_service",
     "hybrid_cost",
     "hybrid_measures",
     "load_catalogue",
@@ -85,6 +90,10 @@ __all__ = [
 PER_RELEASE_COSTS = ("predictor_compile",)
 #: the batch pattern's measured fresh interpreter to loaded model (it includes the model load)
 PROCESS_START = "process_start"
+#: a server a run starts and meters beside its service, by its metrics block (its meter label is the
+#: same name): the catalogue line item it stands for, and what its memory grows with — a store holds
+#: one entry per customer; a broker's stream what is in flight, which grows with the rate
+COMPONENTS = {"store": ("online_store", "customers"), "broker": ("broker", "rate")}
 
 
 def cost_kind(r: RunResult) -> str:
@@ -179,49 +188,108 @@ def _cold_start(m) -> float | None:
     return None
 
 
+def has_service(r: RunResult) -> bool:
+    """Whether the run kept an always-on service of its own (``Pattern.has_service``): False for a hybrid
+    whose clients read the store directly, whose bill then holds no replicas."""
+    return registry.get(r.pattern).has_service(r.params)
+
+
+def component(r: RunResult) -> dict:
+    """The server the run started and metered beside its service (``COMPONENTS``: its online store, its
+    broker), as the measure's ``component*`` fields, and how much of the run's own CPU-s and peak RSS
+    were that server's (``{}`` and zeros when it metered none: an SQLite store, a table source).
+
+    A block is a server when it measured a CPU or was joined by URL (``external``); a joined server's
+    CPU is not ours to measure, so it stays priced, not measured. Its CPU per prediction is the block's
+    ``cpu_seconds_per_event`` where given, else its main-window ``cpu_seconds`` over the predictions."""
+    m = r.metrics
+    by_label = (m.get("cpu") or {}).get("by_label") or {}
+    rss_by_label = (m.get("cpu") or {}).get("peak_rss_by_label") or {}
+    for key, (item, scales_with) in COMPONENTS.items():
+        block = m.get(key)
+        if not isinstance(block, dict) or not (block.get("external") or block.get("cpu_seconds") is not None):
+            continue
+        external = bool(block.get("external"))
+        cpu_s = None if external else block.get("cpu_seconds")
+        per = block.get("cpu_seconds_per_event")
+        if per is None and cpu_s is not None and m.get("predictions"):
+            per = cpu_s / m["predictions"]
+        rss = block.get("peak_rss_bytes")
+        at = block.get("rows") if scales_with == "customers" else m.get("offered_rate_per_s")
+        fields = {
+            "component": item,
+            "component_cpu_s_per_prediction": None if external else per,
+            "component_gib": 0.0 if external or not rss else rss / 2**30,
+            "component_scales_with": scales_with,
+            "component_at": float(at) if at else None,
+            "component_external": external,
+        }
+        # what of the run's own figures was this server: its CPU where its meter root is in the run's
+        # CPU-s (hybrid counts its store in the serving path), its memory where the replica's peak is
+        # the sum of the server processes' roots (``Memory.of``: hybrid's server + store)
+        # (a root's label may carry a suffix after ":", as the broker's does)
+        mine = [label for label in {*by_label, *rss_by_label} if label.split(":")[0] == key]
+        in_cpu = cpu_s if cpu_s is not None and any(label in by_label for label in mine) else 0.0
+        rss_parts = [rss_by_label[label] or 0 for label in mine if label in rss_by_label]
+        in_rss = sum(rss_parts) if m.memory.measured_as == "server processes" else 0
+        return {"fields": fields, "cpu_s": in_cpu, "gib": in_rss / 2**30}
+    return {"fields": {}, "cpu_s": 0.0, "gib": 0.0}
+
+
+def _service_measure(r: RunResult, cap: tuple[float, float, bool] | None) -> ServiceMeasure:
+    """One run's always-on measure; its component (a store, a broker) apart from the replica's figures."""
+    m = r.metrics
+    comp = component(r)
+    return ServiceMeasure(
+        run_id=r.run_id,
+        capacity_per_s=cap[0] if cap else 0.0,
+        cores=m["provisioned_core_seconds"] / m["wall_seconds"],
+        cpu_s_per_prediction=max(0.0, m["cpu_seconds"] - comp["cpu_s"]) / m["predictions"],
+        # one replica's peak RSS: the Ray cluster with its actors (streaming), the server (per request, hybrid)
+        memory_gib=max(0.0, m.memory.gib - comp["gib"]),
+        slo_ms=cap[1] if cap else float(r.params.get("slo_ms") or 0.0),
+        build_s=_fixed(m)[1],
+        service_s=(m.get("service_s") or {}).get("mean"),
+        cold_start_s=_cold_start(m),
+        capacity_lower_bound=cap[2] if cap else False,
+        cpu_model=_cpu_model(r),
+        has_service=has_service(r),
+        **comp["fields"],
+    )
+
+
 def service_measures(runs: Sequence[RunResult], pattern: str, backend: str) -> list[ServiceMeasure]:
     """Valid runs of one always-on configuration with a capacity under their SLO (searched, or the
-    sustained rate as a lower bound)."""
+    sustained rate as a lower bound); a run with no service of its own needs none (no replicas to size)."""
     out = []
     for r in runs:
         if r.pattern != pattern or r.backend != backend or not r.valid or not serving(r):
             continue  # a fault run or a C10 aggregate run does not size a service
         m = r.metrics
         cap = _capacity(r)
-        if not cap or not m.get("wall_seconds") or not m.get("predictions"):
+        if (not cap and has_service(r)) or not m.get("wall_seconds") or not m.get("predictions"):
             continue
-        out.append(
-            ServiceMeasure(
-                run_id=r.run_id,
-                capacity_per_s=cap[0],
-                cores=m["provisioned_core_seconds"] / m["wall_seconds"],
-                cpu_s_per_prediction=m["cpu_seconds"] / m["predictions"],
-                # one replica's peak RSS: the Ray cluster with its actors (streaming), the server (per request, hybrid)
-                memory_gib=m.memory.gib,
-                slo_ms=cap[1],
-                build_s=_fixed(m)[1],
-                service_s=(m.get("service_s") or {}).get("mean"),
-                cold_start_s=_cold_start(m),
-                capacity_lower_bound=cap[2],
-                cpu_model=_cpu_model(r),
-            )
-        )
+        out.append(_service_measure(r, cap))
     return out
 
 
-def hybrid_measures(runs: Sequence[RunResult], backend: str) -> list[HybridMeasure]:
-    """Valid hybrid runs of one configuration with a lookup capacity and a successful batch job."""
+def hybrid_measures(runs: Sequence[RunResult], backend: str, service: bool | None = None) -> list[HybridMeasure]:
+    """Valid hybrid runs of one configuration with a lookup capacity (none needed when clients read the
+    store directly) and a successful batch job; ``service`` True/False: only runs with / without a
+    service of their own."""
     out = []
     for r in runs:
         if cost_kind(r) != "job+always-on" or r.backend != backend or not r.valid:
             continue
+        if service is not None and has_service(r) != service:
+            continue
         job = r.metrics.get("job") or {}
-        service = service_measures([r], r.pattern, backend)
-        if not service or not job:
+        serve = service_measures([r], r.pattern, backend)
+        if not serve or not job:
             continue
         out.append(
             HybridMeasure(
-                **vars(service[0]),
+                **vars(serve[0]),
                 job_rows_per_s=job["rows_per_s"],
                 job_fixed_s=job["fixed_s"],
                 job_cores=job["cores"],
@@ -295,18 +363,21 @@ def options(runs: Sequence[RunResult]) -> tuple[list[Option], list[dict]]:
     # always-on patterns, then job + always-on ones; within a kind by family (real-time, streaming)
     served = [p for p in registry.PATTERNS.values() if p.cost_kind in ("always-on", "job+always-on")]
     for spec in sorted(served, key=lambda p: (p.cost_kind != "always-on", p.family)):
-        for backend in sorted({r.backend for r in runs if r.pattern == spec.name and serving(r)}):
+        # a run with no service of its own (clients read the store) never shares an option with one that has
+        configs = {(r.backend, has_service(r)) for r in runs if r.pattern == spec.name and serving(r)}
+        for backend, service in sorted(configs, key=lambda c: (c[0], not c[1])):
             if backend.startswith("inprocess"):
                 continue  # a library call inside the caller's process: not a service one can buy
-            label = f"{spec.family} {backend}"
+            label = f"{spec.family} {backend}" + ("" if service or (backend, True) not in configs else " (no service)")
             if spec.cost_kind == "job+always-on":
-                ms = hybrid_measures(runs, backend)
+                ms = hybrid_measures(runs, backend, service)
             else:
-                ms = service_measures(runs, spec.name, backend)
+                ms = [m for m in service_measures(runs, spec.name, backend) if m.has_service == service]
             if ms:
                 found.append(Option(label, spec.cost_kind, tuple(ms), spec.family))
             else:
-                missing.append({"option": label, "reason": "no valid run with a capacity at its SLO"})
+                why = "no valid run with a capacity at its SLO" if service else "no valid run with its refresh job"
+                missing.append({"option": label, "reason": why})
     for spec in served:
         if spec.cost_kind == "job+always-on" and not any(r.pattern == spec.name for r in runs):
             missing.append({"option": spec.family, "reason": f"no {spec.name} run"})

@@ -199,6 +199,9 @@ def _floor_of(option: cost.Option, w: cost.Workload) -> str:
     """What fixes an option's cost when no measurement moves it, by how it is billed."""
     if option.kind == "job":
         return "the billing minimum per job"
+    if not all(getattr(m, "has_service", True) for m in option.measures):
+        # no service of its own: what stays on is its store, held at the same availability floor
+        return f"the billing minimum of its jobs and the {w.min_replicas}-node floor of its store"
     if option.kind == "always-on":
         return f"the {w.min_replicas}-replica floor"
     return f"the billing minimum of its jobs and the {w.min_replicas}-replica floor"
@@ -454,10 +457,45 @@ def _latency_leg(name: str, says: str, lo: float, hi: float, by_config: dict) ->
     return Leg(name, says, text, f"holds only for {', '.join(ok)}", "some configurations outside the range")
 
 
+def _source(r: RunResult) -> str:
+    """Where a streaming run's events came from: "broker" (a real broker between producer and actors)
+    or "table" (replayed inside the driver; runs from before the parameter say nothing: a table)."""
+    return r.metrics.get("source") or "table"
+
+
+def _streaming_legs(runs: Sequence[RunResult]) -> tuple[dict, dict, str]:
+    """The streaming configurations C3 tests, the ones it shows beside them, and what source it tested:
+    the broker-source runs when any exist (the article's pattern has events flow through a message
+    queue), else the table-source ones (no broker: a lower bound on that path)."""
+    broker = _p99_by_config([r for r in runs if _source(r) == "broker"], "streaming")
+    table = _p99_by_config([r for r in runs if _source(r) != "broker"], "streaming")
+    by_id = {r.run_id: r for r in runs}
+
+    def through(ids: list[str]) -> str:
+        kinds = [(by_id[i].metrics.get("broker") or {}).get("kind") for i in ids if i in by_id]
+        kind = next((k for k in kinds if k), "")
+        return f"through a {kind.capitalize()} broker" if kind else "through a broker"
+
+    if broker:
+        tested = {f"{b} ({through(v[1])})": v for b, v in broker.items()}
+        shown = {f"{b} (from a table in the driver, no broker)": v for b, v in table.items()}
+        said = (
+            "streaming leg tested the broker source (events published to a stream, read by a consumer group, "
+            "acknowledged after the prediction is written)"
+            + ("; the table-source runs (no broker, a lower bound) are shown beside it" if table else "")
+        )
+        return tested, shown, said
+    said = (
+        "streaming leg tested the table source (events replayed inside the Ray driver, no broker between "
+        "producer and actors): a lower bound on the article's message-queue path"
+    )
+    return table, {}, said
+
+
 def c3(runs, prices, w) -> Verdict:
     batch, _, _ = _pick(runs, prices, w)
     rt = _p99_by_config(runs, "real-time")
-    stream = _p99_by_config(runs, "streaming")
+    stream, stream_shown, source_said = _streaming_legs(runs)
     if batch is None or not rt or not stream:
         return _pending("C3", "needs a valid batch run and real-time and streaming runs with a latency")
     at = _at(w)
@@ -480,11 +518,11 @@ def c3(runs, prices, w) -> Verdict:
     batch_leg = _band_leg(
         "batch", "minutes–hours", 60, 2 * 86_400, oldest, b_text, "staler than claimed", "fresher than claimed"
     )
-    legs = (
-        batch_leg,
-        _latency_leg("streaming", "seconds–minutes", 1.0, 3600.0, stream),
-        _latency_leg("real time", "milliseconds–seconds", 1e-3, 60.0, rt),
-    )
+    stream_leg = _latency_leg("streaming", "seconds–minutes", 1.0, 3600.0, stream)
+    if stream_shown:
+        beside = ", ".join(f"{b} p99 {fmt_duration(p)}" for b, (p, _) in stream_shown.items())
+        stream_leg = replace(stream_leg, measured=f"{stream_leg.measured}; shown beside it, not tested: {beside}")
+    legs = (batch_leg, stream_leg, _latency_leg("real time", "milliseconds–seconds", 1e-3, 60.0, rt))
     verdict, direction = _combine(legs)
     return Verdict(
         "C3",
@@ -495,10 +533,11 @@ def c3(runs, prices, w) -> Verdict:
         _runs(
             ("real time", [i for _, ids in rt.values() for i in ids]),
             ("streaming", [i for _, ids in stream.values() for i in ids]),
+            ("streaming, table source (shown)", [i for _, ids in stream_shown.values() for i in ids]),
             ("batch", _ids(batch)),
             ("hybrid", [i for _, ids in hybrid.values() for i in ids]),
         ),
-        (f"batch every {w.batch_every_h:g} h", "p99 of each run's main window at its offered rate"),
+        (f"batch every {w.batch_every_h:g} h", "p99 of each run's main window at its offered rate", source_said),
     )
 
 
@@ -711,63 +750,111 @@ def c5(runs, prices, w) -> Verdict:
 # --------------------------------------------------------------------------------------------
 
 
-def _best_hybrid(runs, prices, w) -> cost.Option | None:
-    """The cheapest hybrid option at the article's volume, and among equally cheap ones the fastest
-    lookup (a dict store's reload stalls show in its tail: a verdict should not hang on the worse of
-    two stores that cost the same)."""
+def _lookup_p99(r: RunResult) -> float:
+    """A hybrid run's lookup p99: through its lookup server, or its clients' own reads of the store."""
+    return (r.metrics.get("lookup_latency_s") or r.metrics["latency_s"])["p99"]
+
+
+def _best_hybrid(runs, prices, w, service: bool) -> cost.Option | None:
+    """The cheapest hybrid option at the article's volume with (``service``) or without a lookup server
+    of its own, and among equally cheap ones the fastest lookup (a dict store's reload stalls show in
+    its tail: a verdict should not hang on the worse of two stores that cost the same)."""
     by_id = {r.run_id: r for r in runs}
     at = _at(w)
-    hybrid = [o for o in cost.options(runs)[0] if _option_family(o, by_id) == "hybrid"]
+    hybrid = [
+        o
+        for o in cost.options(runs)[0]
+        if _option_family(o, by_id) == "hybrid" and all(m.has_service == service for m in o.measures)
+    ]
 
     def key(o: cost.Option) -> tuple[float, float]:
-        p99 = float(np.median([_p99(by_id[i], "lookup_latency_s") for i in _ids(o)]))
+        p99 = float(np.median([_lookup_p99(by_id[i]) for i in _ids(o)]))
         return round(o.cost(at, prices)["cost_per_day"], 6), p99
 
     return min(hybrid, key=key) if hybrid else None
 
 
+def _store_text(day: dict) -> str:
+    """How a hybrid bill priced its online store: the measured nodes, or the flat line item and why."""
+    name = cost.COMPONENTS["store"][0]
+    what = name.replace("_", " ")
+    c = (day.get("components") or {}).get(name)
+    if c:
+        floor = (
+            f": {c['needed']} for the load, {c['nodes'] - c['needed']} more for availability"
+            if c["nodes"] > c["needed"]
+            else ""
+        )
+        return (
+            f"its {what} on {c['nodes']} node(s) of {c['node']}, sized by the measured CPU per prediction "
+            f"({c['cpu_us_per_prediction']:.3g} µs){floor}"
+        )
+    basis = (day.get("line_item_basis") or {}).get(name)
+    return f"its {what} {basis}" if basis else ""
+
+
 def c7(runs, prices, w) -> Verdict:
-    """Hybrid: lookup latency vs live scoring on the same server stack, its cost, and the staleness it trades."""
+    """Hybrid: lookup latency vs live scoring (through the same server stack, or the store read directly
+    with no model server), its cost, and the staleness it trades."""
     at = _at(w)
     by_id = {r.run_id: r for r in runs}
-    h = _best_hybrid(runs, prices, w)
+    direct, server = _best_hybrid(runs, prices, w, False), _best_hybrid(runs, prices, w, True)
+    # the article's hybrid serves scores "from a database": a direct lookup (no model server) when one
+    # was measured; the lookup server beside it is shown, not used
+    h, other = (direct, server) if direct is not None else (server, None)
     if h is None:
-        return _pending("C7", "needs a valid hybrid run with a lookup capacity")
+        return _pending(
+            "C7", "needs a valid hybrid run with its refresh job: a lookup server with a lookup capacity, "
+            "or a direct lookup (clients read the store, no model server)"
+        )  # fmt: skip
+    is_direct = h is direct
     h_runs = [by_id[i] for i in _ids(h)]
     app = h_runs[0].params.get("server_app", "fastapi")
+    http = [r for r in runs if _serving(r, "real-time") and r.params.get("backend") == "http"]
     live = [
         r
-        for r in runs
-        if _serving(r, "real-time")
-        and r.params.get("backend") == "http"
-        and r.params.get("server_app", "fastapi") == app
+        for r in http
+        if r.params.get("server_app", "fastapi") == app
         and r.params.get("server_workers", 1) == h_runs[0].params.get("server_workers", 1)
     ]
+    if is_direct and not live:
+        live = http  # no model server on the hybrid side: any live http endpoint is the comparison
     batch, rt, _ = _pick(runs, prices, w)
     if not live or batch is None or rt is None:
-        return _pending("C7", "needs live http runs on the same server app, and batch and real-time options")
-    look = _median_of(h_runs, lambda r: _p99(r, "lookup_latency_s"))
+        need = "live http runs" if is_direct else "live http runs on the same server app"
+        return _pending("C7", f"needs {need}, and batch and real-time options")
+    look = _median_of(h_runs, _lookup_p99)
     fall = [r.metrics.get("fallback_latency_s")["p99"] for r in h_runs if r.metrics.get("fallback_latency_s")]
     live_p99 = _median_of(live, _p99)
     job = float(np.median([m.job_rows_per_s for m in h.measures]))
     fixed = float(np.median([m.job_fixed_s for m in h.measures]))
     job_s = ARTICLE_VOLUME / job + fixed
     oldest_h = w.batch_every_h + job_s / 3600
+    h_day = h.cost(at, prices)
     c_h, c_rt, c_b = (30 * o.cost(at, prices)["cost_per_day"] for o in (h, rt, batch))
     hit = _median_of(h_runs, lambda r: r.metrics["hit_ratio"])
     fall_text = f"{1e3 * float(np.median(fall)):.2f} ms" if fall else "not measured"
-    response = (
-        Leg(
-            "response time", "real-time responsiveness",
-            f"lookup p99 {1e3 * look:.2f} ms vs live scoring p99 {1e3 * live_p99:.2f} ms (same server); new "
-            f"customers ({100 * (1 - hit):.0f}%) fall back to live scoring: p99 {fall_text}",
-            "holds", "",
+    if is_direct:
+        lookup = f"direct lookup p99 {1e3 * look:.2f} ms (clients read the store, no model server)"
+        versus = f"live scoring p99 {1e3 * live_p99:.2f} ms ({', '.join(sorted({r.backend for r in live}))})"
+        gone = [r.metrics["not_found_latency_s"]["p99"] for r in h_runs if r.metrics.get("not_found_latency_s")]
+        misses = f"new customers ({100 * (1 - hit):.0f}%) are not in the store: " + (
+            f"their fallback p99 {fall_text}" if fall else "with no model server there is no live fallback"
         )
+        if gone:
+            misses += f" (they are answered 'not found', p99 {1e3 * float(np.median(gone)):.2f} ms)"
+        slower = "direct lookups are slower than live scoring"
+    else:
+        lookup = f"lookup p99 {1e3 * look:.2f} ms"
+        versus = f"live scoring p99 {1e3 * live_p99:.2f} ms (same server)"
+        misses = f"new customers ({100 * (1 - hit):.0f}%) fall back to live scoring: p99 {fall_text}"
+        slower = "lookups are slower than live scoring"
+    response = (
+        Leg("response time", "real-time responsiveness", f"{lookup} vs {versus}; {misses}", "holds", "")
         if look <= 2 * live_p99
         else Leg(
-            "response time", "real-time responsiveness",
-            f"lookup p99 {1e3 * look:.2f} ms vs live scoring p99 {1e3 * live_p99:.2f} ms (same server)",
-            "does not hold: lookups are slower than live scoring", "slower than claimed",
+            "response time", "real-time responsiveness", f"{lookup} vs {versus}",
+            f"does not hold: {slower}", "slower than claimed",
         )
     )  # fmt: skip
     vs_rt = c_h / c_rt
@@ -777,7 +864,14 @@ def c7(runs, prices, w) -> Verdict:
         else f"{_fmt_x(vs_rt)} real time's ({_fmt_money(c_h)} vs {_fmt_money(c_rt)}/month)"
     )
     note = _unmeasured_note((h, rt), at, prices)
-    cost_text = f"{rel}; batch alone {_fmt_money(c_b)}/month ({_fmt_x(c_h / c_b)} that)" + (f"; {note}" if note else "")
+    store = _store_text(h_day)
+    if is_direct:
+        priced = f"; priced with no model-server replicas and {store or 'no store line item'}"
+    else:
+        priced = f"; {h_day['units']:g} lookup-server {h_day['unit']}" + (f" and {store}" if store else "")
+    cost_text = f"{rel}; batch alone {_fmt_money(c_b)}/month ({_fmt_x(c_h / c_b)} that){priced}" + (
+        f"; {note}" if note else ""
+    )
     if c_h <= 2 * c_b:
         cost_leg = Leg("cost", "batch's cost", cost_text, "holds")
     else:
@@ -802,18 +896,35 @@ def c7(runs, prices, w) -> Verdict:
         )
     else:
         direction = response.direction
-        verdict = "does not hold: lookups are slower than live scoring on the same server" + (
+        where = "" if is_direct else " on the same server"
+        verdict = f"does not hold: {slower}{where}" + (
             "" if cost_leg.holds else f", and it {cost_leg.direction}: {rel}"
         )
+    shown, used = "", ()
+    if other is not None:
+        o_runs = [by_id[i] for i in _ids(other)]
+        shown = (
+            f"; shown beside it, not used: {other.label} (through a lookup server): lookup p99 "
+            f"{1e3 * _median_of(o_runs, _lookup_p99):.2f} ms, {_fmt_money(30 * other.cost(at, prices)['cost_per_day'])}/month"
+        )
+        used = (
+            f"the verdict used the direct lookup {h.label} (the article's 'served from a database'); "
+            f"the lookup server {other.label} is shown beside it",
+        )
+    elif is_direct:
+        used = (f"the verdict used the direct lookup {h.label}: no lookup-server hybrid run to show beside it",)
+    elif server is not None:
+        used = (f"the verdict used the lookup server {h.label}: no direct-lookup hybrid run was measured",)
     return Verdict(
         "C7",
-        f"{h.label}: " + "; ".join(f"{x.name}: {x.measured}" for x in legs),
+        f"{h.label}: " + "; ".join(f"{x.name}: {x.measured}" for x in legs) + shown,
         verdict,
         direction,
         legs,
-        _runs(("hybrid", _ids(h)), ("live scoring", [r.run_id for r in live]), ("real time", _ids(rt)),
+        _runs(("hybrid", _ids(h)), ("hybrid, lookup server (shown)", _ids(other) if other else []),
+              ("live scoring", [r.run_id for r in live]), ("real time", _ids(rt)),
               ("batch", _ids(batch))),  # fmt: skip
-        (*_workload_text(w, prices), f"batch every {w.batch_every_h:g} h",
+        (*_workload_text(w, prices), f"batch every {w.batch_every_h:g} h", *used,
          f"costs within {100 * SAME_COST:.0f}% are 'the same'", "'batch's cost' read as ≤ 2× batch alone"),
     )  # fmt: skip
 

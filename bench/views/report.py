@@ -547,6 +547,21 @@ def _bill(c: dict) -> str:
     return "; ".join(parts)
 
 
+def _line_items(c: dict) -> str:
+    """Each line item of one day's bill, $/month, and what it rests on: "priced, not measured", or a
+    measured component's sizing ("sized by the measured CPU per prediction (X µs) → N node(s) …")."""
+    basis = c.get("line_item_basis")
+    if not isinstance(basis, Mapping) or not basis:
+        return ""
+    sized = c.get("components") or {}
+    flat = c.get("line_items") or {}
+    parts = []
+    for name, text in basis.items():
+        per_day = sized[name]["cost_per_day"] if name in sized else flat.get(name, 0.0)
+        parts.append(f"{name.replace('_', ' ')} {fmt_money(DAYS_PER_MONTH * per_day)}: {text}")
+    return "; ".join(parts)
+
+
 def _volume_label(v: float) -> str:
     return f"{fmt_volume(v)}/day"
 
@@ -572,6 +587,9 @@ def cost_table(runs: Sequence[RunResult], prices, workload, volumes: Sequence[fl
         bill = _bill(c)
         if bill:
             row[f"bill at {at} ($/month)"] = bill
+        items = _line_items(c)
+        if items:
+            row[f"line items at {at} ($/month)"] = items
         rows.append(row)
     return Table(
         pl.DataFrame(rows) if rows else pl.DataFrame(),
