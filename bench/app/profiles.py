@@ -26,6 +26,7 @@ class Profile:
     request_extras: tuple[dict[str, Any], ...] = ()  #: runs that answer a claim (C8, C10): once each
     microbatch: dict[str, Any] = field(default_factory=dict)  #: MicrobatchParams of every streaming run
     microbatch_variants: tuple[dict[str, Any], ...] = ()  #: the batch configurations the pipeline sweeps
+    microbatch_extras: tuple[dict[str, Any], ...] = ()  #: streaming runs that answer a claim (delivery under faults)
     hybrid: dict[str, Any] = field(default_factory=dict)  #: HybridParams of every hybrid run
     hybrid_variants: tuple[dict[str, Any], ...] = ()  #: store, hit ratio and fault configurations
     predictor: dict[str, Any] = field(default_factory=dict)  #: PredictorParams of every predictor-alone run
@@ -119,6 +120,20 @@ BATCHED_VARIANTS: tuple[dict[str, Any], ...] = (
 CONNECTION_VARIANTS: tuple[dict[str, Any], ...] = tuple(
     {"backend": "http", "connections": c, "capacity": False, "floor": False} for c in (1, 8)
 )
+#: Streaming through a real broker (issue 16): the same batch configuration with events through a
+#: Valkey stream and a consumer group, with its capacity search and saturation window, beside the table.
+BROKER_VARIANTS: tuple[dict[str, Any], ...] = ({"max_batch": 1_000, "max_wait_ms": 50.0, "source": "broker"},)
+#: Delivery through the broker under faults, main window only: a consumer SIGKILLed holding a batch
+#: (its entries claimed by its peer), and the broker SIGKILLed and restarted with its append-only file
+#: fsynced on every write and once a second.
+BROKER_FAULTS: tuple[dict[str, Any], ...] = tuple(
+    {"max_batch": 1_000, "max_wait_ms": 50.0, "source": "broker", "capacity": False, "saturation_events": 0, **f}
+    for f in (
+        {"fault_kill_at_s": 2.0},
+        {"fault_broker_kill_at_s": 2.0, "broker_appendfsync": "always"},
+        {"fault_broker_kill_at_s": 2.0, "broker_appendfsync": "everysec"},
+    )
+)
 #: The predictor alone, one row per call up to a million (claim C4): both backends, on one core.
 PREDICTOR_SIZES = "1,10,100,1000,10000,100000,1000000"
 PREDICTOR_VARIANTS: tuple[dict[str, Any], ...] = ({"predictor": "lightgbm"}, {"predictor": "lleaves"})
@@ -208,7 +223,12 @@ PROFILES: dict[str, Profile] = {
             ),
             request_extras=REQUEST_EXTRAS + CONNECTION_VARIANTS,
             microbatch={"rate": 2_000.0, "duration_s": 6.0, "capacity_window_s": 4.0, "saturation_events": 200_000},
-            microbatch_variants=({"max_batch": 1_000, "max_wait_ms": 50.0}, {"max_batch": 100, "max_wait_ms": 10.0}),
+            microbatch_variants=(
+                {"max_batch": 1_000, "max_wait_ms": 50.0},
+                {"max_batch": 100, "max_wait_ms": 10.0},
+                *BROKER_VARIANTS,
+            ),
+            microbatch_extras=BROKER_FAULTS,
             hybrid={"rows": 100_000, "rate": 200.0, "duration_s": 20.0, "refresh_interval_s": 5.0},
             hybrid_variants=HYBRID_VARIANTS,
             predictor={"rows": 1_000_000, "call_sizes": PREDICTOR_SIZES, "min_seconds": 1.0, "num_threads": 1},
@@ -246,7 +266,9 @@ PROFILES: dict[str, Profile] = {
                 {"max_batch": 10_000, "max_wait_ms": 200.0},
                 {"max_batch": 1_000, "max_wait_ms": 50.0},
                 {"max_batch": 100, "max_wait_ms": 10.0},
+                *BROKER_VARIANTS,
             ),
+            microbatch_extras=BROKER_FAULTS,
             hybrid={"rows": 100_000, "rate": 200.0, "duration_s": 30.0, "refresh_interval_s": 6.0},
             hybrid_variants=(*HYBRID_VARIANTS, {"store": "dict"}, {"hit_ratio": 0.5}),
             predictor={"rows": 1_000_000, "call_sizes": PREDICTOR_SIZES, "min_seconds": 2.0, "num_threads": 1},

@@ -221,7 +221,8 @@ def _saturation_rows(runs: Sequence[RunResult], spec: Pattern) -> list[dict]:
     out = []
     for (config, predictor, model), rs in sorted(_group(pool, lambda r: (r.backend, _predictor(r), _model(r))).items()):
         sats = [r.metrics["saturation"] for r in rs]
-        cpu = {k: _median(s.get("cpu", {}).get(k) for s in sats) for k in ("driver", "actors", "ray")}
+        roles = [k for k in ("driver", "actors", "ray", "producer", "broker") if any(k in s.get("cpu", {}) for s in sats)]
+        cpu = {k: _median(s.get("cpu", {}).get(k) for s in sats) for k in roles}
         total = sum(v for v in cpu.values() if v) or 1.0
         bulk = sats[0]["bulk"]
         out.append(

@@ -188,23 +188,31 @@ def stream_hops_table(runs: Sequence[RunResult]) -> pl.DataFrame:
 
 
 def broker_fault_table(runs: Sequence[RunResult]) -> pl.DataFrame:
-    """Per run with a broker kill: the persistence policy, how long the broker was down, what was
-    accepted, lost and delivered twice, and the latency spike."""
+    """Delivery through the broker under faults, one row per fault run: what was killed (a consumer
+    holding a batch, or the broker with its append-only file policy), how long until it was back,
+    events accepted, lost, claimed from the dead consumer and delivered twice, and the latency spike."""
     rows = []
     for r in runs_of(runs, PATTERN):
-        f = r.metrics.get("broker_fault")
-        if not f:
+        m = r.metrics
+        if not m.get("broker") or not m.get("recovery"):
             continue
-        rec = f.get("recovery") or {}
+        d, rec, f = m["delivery"], m["recovery"], m.get("broker_fault")
+        died = [e for e in m.get("fault_events", []) if e.get("kind") == "actor_died"]
+        if f:
+            what, back = f"broker SIGKILLed (appendfsync {f['appendfsync'] or 'off'})", f["down_s"]
+        else:
+            what, back = "consumer SIGKILLed holding a batch", died[0].get("restart_s") if died else None
         rows.append(
             {
                 "config": r.backend,
-                "appendfsync": f["appendfsync"] or "off (no AOF)",
-                "down_ms": round(1e3 * f["down_s"]),
-                "accepted": f["accepted_events"],
-                "lost": f["lost_events"],
-                "duplicates_removed": f["duplicates_removed"],
-                "max_latency_after_ms": round(1e3 * rec["max_latency_after_kill_s"]) if rec else None,
+                "fault": what,
+                "back_after_ms": round(1e3 * back) if back is not None else None,
+                "accepted": d["accepted_events"],
+                "lost": d["lost_events"],
+                "claimed": d["claimed_entries"],
+                "duplicates_removed": d["duplicates_removed"],
+                "max_latency_after_ms": round(1e3 * rec["max_latency_after_kill_s"]),
+                "recovery_s": round(rec["recovery_s"], 2),
                 "run_id": r.run_id,
             }
         )

@@ -522,7 +522,9 @@ PATTERN = Pattern(
     family="streaming",
     cost_kind="always-on",
     label=microbatch_label,
-    sweep=Sweep(base="microbatch", variants="microbatch_variants", compiled="microbatch_compiled"),
+    sweep=Sweep(
+        base="microbatch", variants="microbatch_variants", extras="microbatch_extras", compiled="microbatch_compiled"
+    ),
     view="bench.views.microbatch",
     limits="saturation",
 )
