@@ -341,6 +341,7 @@ def run(data: workload.Dataset, model: Model, params: MicrobatchParams, context:
                 "max_queued_events": w.stream["backlog"]["max_queued_events"],
                 "cpu_seconds": w.cpu.cpu_s,
                 "cpu": _cpu_split(w.cpu),
+                **({"consumer_seconds": w.stream["consumer_seconds"]} if "consumer_seconds" in w.stream else {}),
             }
     finally:
         if pool is not None:

@@ -277,12 +277,15 @@ class BrokerWindow:
                 results[i].append({"error": f"{type(exc).__name__}: {exc}"})
         total = {"batches": 0, "events": 0, "claimed": 0, "malformed": 0, "reconnects": 0, "errors": 0}
         sizes: list[int] = []
+        seconds = {"read": 0.0, "wait": 0.0, "score": 0.0, "write": 0.0}
         for rs in results.values():
             for r in rs:
                 for k in total:
                     total[k] += int(r.get(k, 0))
+                for k, v in r.get("seconds", {}).items():
+                    seconds[k] += v
                 sizes += r.get("batch_sizes", [])
-        return {**total, "batch_sizes": sizes}
+        return {**total, "seconds": seconds, "batch_sizes": sizes}
 
     # -- the record ---------------------------------------------------------------------------
 
@@ -333,6 +336,8 @@ class BrokerWindow:
                 "first_error": str(produced.get("first_error", "")),
             },
             "consumer_errors": finals["errors"],
+            # summed over the consumers: reading (its own thread), waiting for a batch, scoring, writing + acking
+            "consumer_seconds": finals["seconds"],
             "batches": finals["batches"],
             "batch_size": metrics.latency_summary(sizes) if sizes.size else None,
             "batches_closed_by": {},
