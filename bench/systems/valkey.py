@@ -85,8 +85,13 @@ class ValkeyServer(OwnedProcess):
                 raise BenchError(f"Valkey URL {url!r} must start with valkey:// (or redis://, unix://)")
         self.external = bool(url)
         self.appendfsync = appendfsync
+        if url and parts.scheme != "unix":  # an external server: clients connect where its URL says
+            try:
+                host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+            except ValueError as exc:
+                raise BenchError(f"Valkey URL {url!r} has no valid port: {exc}") from exc
         self.host = host
-        self.port = port if url or port else free_port(host)  #: fixed once: a restart listens here again
+        self.port = port or free_port(host)  #: fixed once: a restart listens here again
         self._url = url
         self.data_dir: Path | None = None
         super().__init__(log_path)

@@ -30,7 +30,7 @@ import numpy as np
 
 from bench.core.errors import BenchError
 from bench.core.params import require_choice, require_nonnegative, require_positive
-from bench.data import events, store, workload
+from bench.data import events, workload
 from bench.measure import load, metrics, openloop
 from bench.model import Model, make_predictor
 from bench.patterns.base import Pattern, PatternParams, RunContext, Sweep, new_result
@@ -124,7 +124,7 @@ class MicrobatchParams(PatternParams):
             for name in ("broker_url", "fault_broker_kill_at_s"):
                 if getattr(self, name):
                     raise BenchError(f"{owner} parameter {name!r} needs source='broker', not {self.source!r}")
-        if self.broker_url and not store.is_url(self.broker_url):
+        if self.broker_url and not self.broker_url.startswith(("valkey://", "redis://")):
             raise BenchError(f"{owner} parameter 'broker_url' must be valkey://host:port, got {self.broker_url!r}")
         if self.broker_url and self.fault_broker_kill_at_s:
             raise BenchError(

@@ -165,3 +165,12 @@ def test_an_unreachable_broker_url_is_refused_before_ray_starts(small_dataset, s
     with pytest.raises(BenchError, match="does not answer PING"):
         run(small_dataset, small_model, _params(broker_url="valkey://127.0.0.1:9"), RunContext("bad", tmp_path))
     assert time.monotonic() - t0 < 30
+
+
+def test_an_external_broker_is_joined_and_its_cpu_left_unmeasured(server, small_dataset, small_model, tmp_path):
+    params = _params(broker_url=server.url, saturation_events=0, duration_s=1.0)
+    result = run(small_dataset, small_model, params, RunContext("ext", tmp_path))
+    b, d = result.metrics["broker"], result.metrics["delivery"]
+    assert b["external"] and b["cpu_seconds"] is None and b["url"] == server.url
+    assert d["lost_events"] == 0 and d["delivered_events"] == d["offered_events"] > 100
+    assert server.pid is not None and psutil.pid_exists(server.pid)  # not ours to stop
