@@ -19,6 +19,8 @@ from bench.measure import metrics
 from bench.model import Model
 from bench.patterns.microbatch.batcher import BatchFailed
 
+START_TIMEOUT_S = 120.0  #: how long the actors may take to start and load the model
+
 
 def _scorer_class():
     import ray
@@ -47,6 +49,28 @@ def _scorer_class():
     return Scorer
 
 
+def place_actors(cls, model: Model, n_actors: int, num_threads: int, predictor: str, spread: bool):
+    """Start ``n_actors`` of actor class ``cls`` (each loads the model; ``num_threads`` CPUs each,
+    spread over nodes if asked) and wait (bounded) until each answers ``ready``: the actors, the
+    seconds that took, their pids and nodes."""
+    import ray
+
+    scheduling = {"scheduling_strategy": "SPREAD"} if spread else {}
+    actors = [
+        cls.options(num_cpus=num_threads, **scheduling).remote(str(model.path), predictor, num_threads)
+        for _ in range(n_actors)
+    ]
+    t0 = time.perf_counter()
+    try:
+        placed = ray.get([a.ready.remote() for a in actors], timeout=START_TIMEOUT_S)
+    except ray.exceptions.GetTimeoutError as exc:
+        raise BenchError(
+            f"{n_actors} scoring actors did not start within {START_TIMEOUT_S:.0f} s "
+            f"(each asks for {num_threads} CPU; the cluster has {ray.cluster_resources().get('CPU', 0)})"
+        ) from exc
+    return actors, time.perf_counter() - t0, [pid for pid, _ in placed], [node for _, node in placed]
+
+
 class RayPool:
     """The scoring actors of a run and what happened to them (``batcher.Pool`` on Ray)."""
 
@@ -54,23 +78,8 @@ class RayPool:
         import ray
 
         self._ray = ray
-        scheduling = {"scheduling_strategy": "SPREAD"} if spread else {}
-        cls = _scorer_class()
-        self.actors = [
-            cls.options(num_cpus=num_threads, **scheduling).remote(str(model.path), predictor, num_threads)
-            for _ in range(n_actors)
-        ]
-        t0 = time.perf_counter()
-        try:
-            placed = ray.get([a.ready.remote() for a in self.actors], timeout=120.0)
-        except ray.exceptions.GetTimeoutError as exc:
-            raise BenchError(
-                f"{n_actors} scoring actors did not start within 120 s "
-                f"(each asks for {num_threads} CPU; the cluster has {ray.cluster_resources().get('CPU', 0)})"
-            ) from exc
-        self.start_s = time.perf_counter() - t0
-        self.pids = [pid for pid, _ in placed]
-        self.nodes = [node for _, node in placed]
+        placed = place_actors(_scorer_class(), model, n_actors, num_threads, predictor, spread)
+        self.actors, self.start_s, self.pids, self.nodes = placed
         self.inflight = [0] * len(self.actors)
         self.down: set[int] = set()  #: actors that failed and have not answered since
         self._stopping = threading.Event()

@@ -13,8 +13,7 @@ import time
 
 from bench.core.errors import BenchError
 from bench.model import Model
-
-START_TIMEOUT_S = 120.0
+from bench.patterns.microbatch.pool import START_TIMEOUT_S, place_actors
 
 
 def _actor_class():
@@ -79,23 +78,8 @@ class RayStreamPool:
         import ray
 
         self._ray = ray
-        scheduling = {"scheduling_strategy": "SPREAD"} if spread else {}
-        cls = _actor_class()
-        self.actors = [
-            cls.options(num_cpus=num_threads, **scheduling).remote(str(model.path), predictor, num_threads)
-            for _ in range(n_actors)
-        ]
-        t0 = time.perf_counter()
-        try:
-            placed = ray.get([a.ready.remote() for a in self.actors], timeout=START_TIMEOUT_S)
-        except ray.exceptions.GetTimeoutError as exc:
-            raise BenchError(
-                f"{n_actors} stream-scoring actors did not start within {START_TIMEOUT_S:.0f} s "
-                f"(each asks for {num_threads} CPU; the cluster has {ray.cluster_resources().get('CPU', 0)})"
-            ) from exc
-        self.start_s = time.perf_counter() - t0
-        self.pids = [pid for pid, _ in placed]
-        self.nodes = [node for _, node in placed]
+        placed = place_actors(_actor_class(), model, n_actors, num_threads, predictor, spread)
+        self.actors, self.start_s, self.pids, self.nodes = placed
         self.events: list[dict] = []
 
     def consume(self, index: int, spec: dict):
