@@ -210,9 +210,7 @@ class _Run:
             # GC paused first: the collection it starts with is not the pipeline's time or CPU (it was both,
             # ~0.3 s of a 3 s saturation window: ratio_to_bulk 0.75 -> see results/perf/README.md).
             with load.quiet_gc(), metrics.CpuMeter(roots=self.roots(), interval_s=None) as meter:
-                batcher = MicroBatcher(
-                    self.pool, self.X, self.expected, schedule, policy, fault_at_s=fault_at_s, meter=meter
-                )
+                batcher = MicroBatcher(self.pool, self.expected, schedule, policy, fault_at_s=fault_at_s, meter=meter)
                 obs, stream = batcher.run()
             cpu = meter.result
         summary = openloop.summarize(
@@ -301,20 +299,19 @@ def run(data: workload.Dataset, model: Model, params: MicrobatchParams, context:
                 f"MicrobatchParams n_actors × num_threads = {params.n_actors * params.num_threads} CPUs, "
                 f"but the Ray cluster has {cluster_cpus:g}"
             )
-        pool = (RayStreamPool if broker is not None else RayPool)(
-            model,
-            n_actors=params.n_actors,
-            num_threads=params.num_threads,
-            predictor=params.predictor,
-            spread=params.spread,
-        )
+        # the event table as one file every actor (or the broker's producer) maps: rows travel by range
+        rows_path = run_dir / "stream" / "rows.npy"
+        rows_path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(rows_path, X)
+        sizing = {"n_actors": params.n_actors, "num_threads": params.num_threads, "predictor": params.predictor}
+        if broker is not None:
+            pool = RayStreamPool(model, **sizing, spread=params.spread)
+        else:
+            pool = RayPool(model, rows_path, **sizing, spread=params.spread)
         session.info["rss_bytes_with_actors"] = session.rss_bytes()
         r = _Run(params, X, expected, pool, session)
         if broker is not None:
             r.broker = broker
-            rows_path = run_dir / "broker" / "rows.npy"
-            rows_path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(rows_path, X)
             r.brokered = BrokerWindow(
                 broker, pool, rows_path, expected, X.shape[1], rows_path.parent, _broker_policy(params)
             )
@@ -347,10 +344,10 @@ def run(data: workload.Dataset, model: Model, params: MicrobatchParams, context:
         if pool is not None:
             pool.stop()
         session.stop()
+        shutil.rmtree(run_dir / "stream", ignore_errors=True)  # the mapped table, the producer's schedules
         if broker is not None:
             broker_info = {"start_s": broker.start_seconds, "url": broker.url, "external": broker.external}
             broker.stop()
-            shutil.rmtree(run_dir / "broker", ignore_errors=True)  # the rows and schedules it was fed
     result = _result(params, context, model, data, table, session, pool, windows, cap, saturation, bulk)
     if broker is not None:
         _broker_metrics(result, params, windows[0], broker_info)

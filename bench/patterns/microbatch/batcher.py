@@ -47,8 +47,9 @@ class Pool(Protocol):
         """The live scorer with the fewest batches in flight, other than ``avoid`` if another is live
         (None while every one is down)."""
 
-    def submit(self, actor: int, rows: np.ndarray, crash: bool = False) -> Hashable:
-        """Send ``rows`` to scorer ``actor`` (counted in flight there); ``crash``: it dies mid-batch."""
+    def submit(self, actor: int, lo: int, hi: int, crash: bool = False) -> Hashable:
+        """Send the window's events ``[lo, hi)`` to scorer ``actor`` (counted in flight there): the
+        scorer reads their rows from the event table it holds; ``crash``: it dies mid-batch."""
 
     def release(self, actor: int) -> None:
         """One batch of ``actor``'s is no longer in flight (answered, failed or given up on)."""
@@ -103,8 +104,9 @@ def rows(table: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 
 class MicroBatcher:
-    """One window: replay ``schedule`` through the batcher and ``pool``; ``run()`` returns per-event
-    observations and the stream's own record (deliveries, batches, backlog depth over time).
+    """One window: replay ``schedule`` through the batcher and ``pool`` (which holds the event table);
+    ``run()`` returns per-event observations and the stream's own record (deliveries, batches, backlog
+    depth over time). ``expected``: each table row's ``predict()`` score, every delivery checked against it.
 
     ``clock`` and ``sleep`` are the window's time (``time.perf_counter``/``time.sleep``; a fake in
     tests). ``fault_at_s``: the first batch sent after this time crashes its scorer.
@@ -113,7 +115,6 @@ class MicroBatcher:
     def __init__(
         self,
         pool: Pool,
-        X: np.ndarray,
         expected: np.ndarray,
         schedule: np.ndarray,
         policy: Policy,
@@ -123,7 +124,7 @@ class MicroBatcher:
         clock: Callable[[], float] = time.perf_counter,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.pool, self.X, self.expected, self.schedule, self.policy = pool, X, expected, schedule, policy
+        self.pool, self.expected, self.schedule, self.policy = pool, expected, schedule, policy
         self.fault_at_s, self.meter, self.clock, self.sleep = fault_at_s, meter, clock, sleep
         n = self.n = schedule.size
         self.rec = load.Recorder(schedule)
@@ -151,7 +152,7 @@ class MicroBatcher:
         crash = self.crash_next
         if crash and self.meter is not None:
             self.meter.sample()  # the actor about to die: its CPU up to now still counts
-        handle = pool.submit(actor, rows(self.X, b.lo, b.hi), crash)
+        handle = pool.submit(actor, b.lo, b.hi, crash)
         if crash:
             pool.events.append({"kind": "actor_crashed", "actor": actor, "pid": pool.pids[actor], "at_s": now})
             self.crash_next = False
@@ -201,7 +202,7 @@ class MicroBatcher:
         rec.done[new] = now
         rec.scores[new] = scores[first]
         rec.status[new] = 200
-        self.counts["mismatches"] += int(np.sum(scores[first] != self.expected[new % len(self.X)]))
+        self.counts["mismatches"] += int(np.sum(scores[first] != self.expected[new % len(self.expected)]))
 
     # -- one turn of the loop ---------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """The scoring actors of a micro-batch run on Ray: the batcher's ``Pool`` over Ray actors.
 
-Each actor loads the model once and scores a batch of rows per call. An actor whose process dies is
+Each actor loads the model once, maps the event table, and scores a batch per call: the driver sends
+only the batch's range of events (two integers), not its rows. With the rows sent inline (256 KiB a
+1,000-event batch) the driver's serialisation was its largest share of a saturation window. An actor whose process dies is
 restarted by Ray (``max_restarts=-1``); the pool takes it out of rotation until it answers again.
 """
 
@@ -11,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -29,35 +32,41 @@ def _scorer_class():
     class Scorer:
         """One scoring actor: loads the model once, scores a batch of rows per call."""
 
-        def __init__(self, model_path: str, predictor: str, num_threads: int) -> None:
+        def __init__(self, model_path: str, predictor: str, num_threads: int, rows_path: str) -> None:
             # In the actor's worker process: Ray pickles this class by value, so the model code is
             # imported where the actor runs, not captured from the driver.
             from bench import model as model_mod
+            from bench.patterns.microbatch.batcher import rows
 
             self.predictor = model_mod.make_predictor(model_mod.load(model_path), predictor, num_threads)
+            self.rows = rows
+            # The event table, mapped (its pages shared with the other actors through the page cache):
+            # a batch is sent as the range of its events, the rows are read here.
+            self.X = np.load(rows_path, mmap_mode="r")
 
         def ready(self) -> tuple[int, str]:
             import ray as _ray
 
             return os.getpid(), _ray.get_runtime_context().get_node_id()
 
-        def score(self, X: np.ndarray, crash: bool = False) -> np.ndarray:
+        def score(self, lo: int, hi: int, crash: bool = False) -> np.ndarray:
+            """Scores of the window's events ``[lo, hi)`` (rows of the table, cycling through it)."""
             if crash:  # fault injection: the process dies mid-batch, as under the OOM killer
                 os.kill(os.getpid(), signal.SIGKILL)
-            return self.predictor.predict(X)
+            return self.predictor.predict(self.rows(self.X, lo, hi))
 
     return Scorer
 
 
-def place_actors(cls, model: Model, n_actors: int, num_threads: int, predictor: str, spread: bool):
-    """Start ``n_actors`` of actor class ``cls`` (each loads the model; ``num_threads`` CPUs each,
-    spread over nodes if asked) and wait (bounded) until each answers ``ready``: the actors, the
-    seconds that took, their pids and nodes."""
+def place_actors(cls, model: Model, n_actors: int, num_threads: int, predictor: str, spread: bool, *args):
+    """Start ``n_actors`` of actor class ``cls`` (each loads the model, and gets ``args``; ``num_threads``
+    CPUs each, spread over nodes if asked) and wait (bounded) until each answers ``ready``: the actors,
+    the seconds that took, their pids and nodes."""
     import ray
 
     scheduling = {"scheduling_strategy": "SPREAD"} if spread else {}
     actors = [
-        cls.options(num_cpus=num_threads, **scheduling).remote(str(model.path), predictor, num_threads)
+        cls.options(num_cpus=num_threads, **scheduling).remote(str(model.path), predictor, num_threads, *args)
         for _ in range(n_actors)
     ]
     t0 = time.perf_counter()
@@ -74,11 +83,13 @@ def place_actors(cls, model: Model, n_actors: int, num_threads: int, predictor: 
 class RayPool:
     """The scoring actors of a run and what happened to them (``batcher.Pool`` on Ray)."""
 
-    def __init__(self, model: Model, *, n_actors: int, num_threads: int, predictor: str, spread: bool = True) -> None:
+    def __init__(
+        self, model: Model, rows_path: Path, *, n_actors: int, num_threads: int, predictor: str, spread: bool = True
+    ) -> None:
         import ray
 
         self._ray = ray
-        placed = place_actors(_scorer_class(), model, n_actors, num_threads, predictor, spread)
+        placed = place_actors(_scorer_class(), model, n_actors, num_threads, predictor, spread, str(rows_path))
         self.actors, self.start_s, self.pids, self.nodes = placed
         self.inflight = [0] * len(self.actors)
         self.down: set[int] = set()  #: actors that failed and have not answered since
@@ -96,8 +107,8 @@ class RayPool:
             up = [i for i in up if i != avoid]
         return min(up, key=self.inflight.__getitem__) if up else None
 
-    def submit(self, actor: int, rows: np.ndarray, crash: bool = False):
-        ref = self.actors[actor].score.remote(rows, crash)
+    def submit(self, actor: int, lo: int, hi: int, crash: bool = False):
+        ref = self.actors[actor].score.remote(lo, hi, crash)
         self.inflight[actor] += 1
         return ref
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from bench.patterns.microbatch.batcher import FAILED, BatchFailed, MicroBatcher, Policy, rows
+from bench.patterns.microbatch.batcher import FAILED, BatchFailed, MicroBatcher, Policy
+from bench.patterns.microbatch.batcher import rows as batch_rows
 
 
 class Clock:
@@ -53,6 +54,7 @@ class FakePool:
     down: set[int] = field(default_factory=set)
     cancelled: list[int] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
+    table: np.ndarray | None = None  #: the event table the scorers read a batch's rows from
 
     def __post_init__(self) -> None:
         self.pids = [1000 + i for i in range(len(self.service_s))]
@@ -65,7 +67,8 @@ class FakePool:
             up = [i for i in up if i != avoid]
         return min(up, key=self.inflight.__getitem__) if up else None
 
-    def submit(self, actor: int, rows: np.ndarray, crash: bool = False) -> int:
+    def submit(self, actor: int, lo: int, hi: int, crash: bool = False) -> int:
+        rows = batch_rows(self.table, lo, hi)
         script = self.failures.get(actor, [])
         fails = script.pop(0) if script else None
         delays = self.delays.get(actor, [])
@@ -124,8 +127,9 @@ def _run(schedule, service_s, policy=None, failures=None, delays=None, n_table=N
     clock = Clock()
     pool = FakePool(clock, list(service_s), failures or {}, delays or {})
     X, expected = _table(n_table or len(schedule))
+    pool.table = X
     batcher = MicroBatcher(
-        pool, X, expected, np.asarray(schedule, dtype=np.float64), policy or _policy(), clock=clock, sleep=clock.sleep
+        pool, expected, np.asarray(schedule, dtype=np.float64), policy or _policy(), clock=clock, sleep=clock.sleep
     )
     obs, stream = batcher.run()
     return obs, stream, pool
@@ -230,11 +234,12 @@ def test_the_fault_crashes_the_first_batch_sent_after_it():
     clock = Clock()
     pool = FakePool(clock, [0.001, 0.001])
     X, expected = _table(8)
+    pool.table = X
     crashes = []
     submit = pool.submit
-    pool.submit = lambda actor, r, crash=False: (crashes.append(crash), submit(actor, r, crash))[1]
+    pool.submit = lambda actor, lo, hi, crash=False: (crashes.append(crash), submit(actor, lo, hi, crash))[1]
     MicroBatcher(
-        pool, X, expected, np.array([0.0] * 4 + [0.3] * 4), _policy(), fault_at_s=0.1, clock=clock, sleep=clock.sleep
+        pool, expected, np.array([0.0] * 4 + [0.3] * 4), _policy(), fault_at_s=0.1, clock=clock, sleep=clock.sleep
     ).run()
     assert crashes == [False, True]
     assert pool.events == [{"kind": "actor_crashed", "actor": 0, "pid": 1000, "at_s": pytest.approx(0.3, abs=0.006)}]
@@ -242,8 +247,8 @@ def test_the_fault_crashes_the_first_batch_sent_after_it():
 
 def test_a_batch_is_a_view_of_the_table_unless_it_wraps():
     X = np.arange(50, dtype=np.float64).reshape(10, 5)
-    assert np.shares_memory(rows(X, 12, 17), X)
-    assert np.array_equal(rows(X, 8, 13), X[[8, 9, 0, 1, 2]])
+    assert np.shares_memory(batch_rows(X, 12, 17), X)
+    assert np.array_equal(batch_rows(X, 8, 13), X[[8, 9, 0, 1, 2]])
 
 
 def test_the_hops_of_an_event_add_up_to_its_latency_and_skip_the_warm_up():
