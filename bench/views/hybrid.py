@@ -1,6 +1,11 @@
 """Views for the hybrid pattern and the claims built on it: run card, staleness, lookup vs fallback,
 faults side by side (C8), features at request time (C10), and the age of each pattern's answer (C3).
 
+A run's ``lookup`` says who read the store: the lookup server (``server``) or the client itself
+(``direct``, no model server: a miss is answered "not found", never scored live). Both kinds sit in
+one summary, each with its lookup latency and the store's CPU per answer, so the server's share of a
+lookup reads off the difference.
+
 Staleness is measured in the run on a compressed schedule (refresh every few seconds); the age a
 consumer reads is uniform between the job's duration D and the interval R plus D when reads are
 spread evenly, so the measured CDF is drawn beside that model, and the model — with the measured D
@@ -24,6 +29,15 @@ def _ms(d: dict | None, key: str = "p50") -> str:
     return f"{1e3 * d[key]:.2f}" if d and d.get(key) is not None else "n/a"
 
 
+def _us(seconds: float | None, per: int | None) -> str:
+    return f"{1e6 * seconds / per:.1f}" if seconds is not None and per else "n/a"
+
+
+def _lookup(m: dict) -> str:
+    """Who read the store; runs from before ``lookup="direct"`` existed all went through the server."""
+    return m.get("lookup") or "server"
+
+
 def _job_wall(m: dict) -> float | None:
     job = m.get("job") or {}
     return (job.get("wall_s") or {}).get("p50")
@@ -39,18 +53,29 @@ def hybrid_card(result: RunResult) -> pl.DataFrame:
     m = result.metrics
     lat, look, fall = m.get("latency_s"), m.get("lookup_latency_s"), m.get("fallback_latency_s")
     st, job, cap, fault = m.get("staleness_s"), m.get("job") or {}, m.get("capacity") or {}, m.get("batch_fault")
+    miss = m.get("not_found_latency_s")
+    store = m["store"]
+    direct = _lookup(m) == "direct"
     items = {
         "run_id": result.run_id,
         "valid": "yes" if result.valid else f"NO: {'; '.join(result.invalid_reasons)}",
+        "who reads the store": "the client itself (direct, no model server)" if direct else "the lookup server (HTTP)",
         "sustainable at the offered rate": "yes" if m.get("sustainable") else "NO",
         "offered / answered (req/s)": f"{m['offered_rate_per_s']:.1f} / {m['throughput_per_s']:.1f}",
         "all answers p50 / p99 (ms), n": f"{_ms(lat)} / {_ms(lat, 'p99')}, n={(lat or {}).get('count', 0)}",
         "lookups p50 / p99 (ms), n": f"{_ms(look)} / {_ms(look, 'p99')}, n={(look or {}).get('count', 0)}",
-        "live fallbacks p50 / p99 (ms), n": f"{_ms(fall)} / {_ms(fall, 'p99')}, n={(fall or {}).get('count', 0)}",
+        **(
+            {"not found p50 / p99 (ms), n": f"{_ms(miss)} / {_ms(miss, 'p99')}, n={(miss or {}).get('count', 0)}"}
+            if direct
+            else {
+                "live fallbacks p50 / p99 (ms), n": f"{_ms(fall)} / {_ms(fall, 'p99')}, "
+                f"n={(fall or {}).get('count', 0)}"
+            }
+        ),
         "hit ratio measured (target)": f"{m['hit_ratio']:.3f} ({m['hit_ratio_target']})"
         if m.get("hit_ratio")
         else "n/a",
-        "store": f"{m['store']['kind']}, {m['store']['rows']:,} rows, {m['store']['bytes'] / 2**20:.1f} MiB",
+        "store": f"{store['kind']}, {store['rows']:,} rows, {store['bytes'] / 2**20:.1f} MiB",
         "batch job wall p50 (s), runs": f"{_job_wall(m):.2f}, {job.get('runs')}" if job else "n/a",
         "batch job CPU-s / rows per s (scoring)": f"{job['cpu_s']:.2f} / {job['rows_per_s']:,.0f}" if job else "n/a",
         "staleness p50 / p99 / max (s), n": (
@@ -59,9 +84,9 @@ def hybrid_card(result: RunResult) -> pl.DataFrame:
             if st
             else "n/a"
         ),
-        "server CPU µs per answer": f"{1e6 * m['cpu_seconds_per_prediction']:.1f}"
-        if m.get("cpu_seconds_per_prediction")
-        else "n/a",
+        "serving CPU µs per answer": _us(m.get("cpu_seconds"), m.get("predictions"))
+        + (" (the store alone: no server)" if direct else " (the server with its store)"),
+        "store CPU µs per answer": _us(store.get("cpu_seconds"), m.get("predictions")),
         "capacity at SLO (req/s)": f"{cap['rate_per_s']:.0f} ({cap['limited_by']})" if cap else "not searched",
         "errors": str(m.get("errors")),
         "killed refresh": _fault_text(fault) if fault else "none",
@@ -124,16 +149,20 @@ def hybrid_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
     for r in runs_of(runs, PATTERN):
         m = r.metrics
         st, cap = m.get("staleness_s") or {}, m.get("capacity") or {}
+        miss = m.get("fallback_latency_s") or m.get("not_found_latency_s")
         rows.append(
             {
                 "run_id": r.run_id,
                 "configuration": r.backend,
+                "lookup by": _lookup(m),
                 "valid": r.valid,
                 "lookup p50 / p99 ms": f"{_ms(m.get('lookup_latency_s'))} / {_ms(m.get('lookup_latency_s'), 'p99')}",
                 "lookups n": (m.get("lookup_latency_s") or {}).get("count", 0),
-                "fallback p50 / p99 ms": f"{_ms(m.get('fallback_latency_s'))} / "
-                f"{_ms(m.get('fallback_latency_s'), 'p99')}",
-                "fallbacks n": (m.get("fallback_latency_s") or {}).get("count", 0),
+                #: a miss: scored live by the server, or answered "not found" to a direct client
+                "miss (live / not found) p50 / p99 ms": f"{_ms(miss)} / {_ms(miss, 'p99')}",
+                "misses n": (miss or {}).get("count", 0),
+                "serving CPU µs/answer": _us(m.get("cpu_seconds"), m.get("predictions")),
+                "store CPU µs/answer": _us((m.get("store") or {}).get("cpu_seconds"), m.get("predictions")),
                 "hit ratio": m.get("hit_ratio"),
                 "staleness p50 / max s": f"{st['p50']:.2f} / {st['max']:.2f}" if st else "n/a",
                 "staleness n": st.get("count", 0),

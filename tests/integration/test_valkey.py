@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import threading
 
@@ -127,3 +128,112 @@ def test_a_half_written_generation_is_never_read_and_is_swept_by_the_next_publis
         [f"g{g + 1}:{i}".encode() for i in range(100)] + [f"g{g + 1}:meta".encode()]
     )
     reader.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The load generator's own client (bench.measure.kvclient) and the direct reader on it
+# --------------------------------------------------------------------------------------------
+
+
+def _on_loop(coro_fn):
+    """Run ``coro_fn()`` on a fresh event loop (the client's connections belong to one loop)."""
+    import asyncio
+
+    return asyncio.run(coro_fn())
+
+
+def test_the_resp_client_gets_values_nils_and_errors_and_times_out_on_its_own(server):
+    import asyncio
+
+    from bench.measure import kvclient
+
+    _flush(server.url)
+    store.publish(server.url, np.arange(3), {"score": np.array([0.1 + 0.2, 5e-324, -0.0])}, {"as_of": 1.0})
+    pool = kvclient.RespPool(kvclient.Endpoint.from_url(server.url), max_connections=2)
+    sent = []
+
+    async def go():
+        await pool.warm(2)
+        assert await pool.command(kvclient.encode("PING"), 1.0) == b"PONG"
+        g = int(await pool.command(kvclient.encode("GET", store.POINTER), 1.0, lambda: sent.append(1)))
+        raw = await pool.command(kvclient.encode("GET", f"g{g}:0"), 1.0)
+        assert struct.unpack("<d", raw)[0] == 0.1 + 0.2
+        assert await pool.command(kvclient.encode("GET", "no-such-key"), 1.0) is None
+        with pytest.raises(kvclient.RespError, match="unknown command"):
+            await pool.command(kvclient.encode("NOSUCHCOMMAND"), 1.0)
+        # three commands on two connections: one waits for a free connection, none fails
+        replies = await asyncio.gather(*(pool.command(kvclient.encode("ECHO", i), 1.0) for i in range(3)))
+        assert replies == [b"0", b"1", b"2"] and pool.open == 2
+        with pytest.raises(TimeoutError):  # the server blocks this connection for 1 s; the client waits 0.1
+            await pool.command(kvclient.encode("BLPOP", "empty-list", 1), 0.1)
+        assert pool.open == 1  # the timed-out connection was closed (its late reply is void)
+        assert await pool.command(kvclient.encode("PING"), 1.0) == b"PONG"
+        pool.close()
+
+    _on_loop(go)
+    assert sent == [1]
+
+
+def test_the_resp_client_fails_a_refused_connection_as_a_connection_error():
+    from bench.measure import kvclient
+
+    pool = kvclient.RespPool(kvclient.Endpoint.from_url("valkey://127.0.0.1:1"))
+
+    async def go():
+        with pytest.raises(ConnectionError, match="127.0.0.1:1"):  # an OSError: counted as "connection"
+            await pool.command(kvclient.encode("PING"), 1.0)
+
+    _on_loop(go)
+    assert pool.open == 0
+
+
+def test_server_urls_are_parsed_or_refused_by_name():
+    from bench.measure.kvclient import Endpoint
+
+    e = Endpoint.from_url("redis://user:p%40ss@10.0.0.5:6380/2")
+    assert (e.host, e.port, e.username, e.password, e.db) == ("10.0.0.5", 6380, "user", "p@ss", 2)
+    assert len(e.handshake()) == 2 and Endpoint.from_url("valkey://127.0.0.1:7000").handshake() == []
+    assert Endpoint.from_url("unix:///tmp/v.sock?db=1").path == "/tmp/v.sock"
+    for bad in ("http://127.0.0.1:1", "valkey://127.0.0.1:1/notadb"):
+        with pytest.raises(BenchError, match=re.escape(bad)):
+            Endpoint.from_url(bad)
+
+
+def test_the_direct_reader_follows_each_published_generation_and_tells_a_miss_from_a_deleted_one(server):
+    """A refresh publishes a new generation and deletes the old one: a reader that has not re-read the
+    pointer yet (check_s far away) misses, re-reads it and answers from the new generation; a customer in
+    neither is "not found"."""
+    from bench.measure import kvclient
+    from bench.patterns.hybrid.direct import DirectReader
+
+    _flush(server.url)
+    keys = np.arange(100, dtype=np.int64) * 3
+    store.publish(server.url, keys, {"score": keys / 7.0}, {"as_of": 1.0})
+    pool = kvclient.RespPool(kvclient.Endpoint.from_url(server.url), max_connections=4)
+    reader = DirectReader(pool, check_s=3600.0)
+
+    async def go():
+        await reader.open(1.0)
+        assert await reader.lookup(9, 1.0) == (9 / 7.0, 1.0)
+        assert await reader.lookup(10, 1.0) is None  # not a key of any generation
+        store.publish(server.url, keys, {"score": keys / 11.0}, {"as_of": 2.0})  # deletes generation 1
+        assert await reader.lookup(9, 1.0) == (9 / 11.0, 2.0)  # the miss re-read the pointer
+        assert reader.switches == 1
+        pool.close()
+
+    _on_loop(go)
+
+
+def test_the_direct_reader_refuses_a_store_with_nothing_published(server):
+    from bench.measure import kvclient
+    from bench.patterns.hybrid.direct import DirectReader
+
+    _flush(server.url)
+    pool = kvclient.RespPool(kvclient.Endpoint.from_url(server.url))
+
+    async def go():
+        with pytest.raises(BenchError, match="no published generation"):
+            await DirectReader(pool).open(1.0)
+        pool.close()
+
+    _on_loop(go)
