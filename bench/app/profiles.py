@@ -137,10 +137,14 @@ BROKER_FAULTS: tuple[dict[str, Any], ...] = tuple(
 #: The predictor alone, one row per call up to a million (claim C4): both backends, on one core.
 PREDICTOR_SIZES = "1,10,100,1000,10000,100000,1000000"
 PREDICTOR_VARIANTS: tuple[dict[str, Any], ...] = ({"predictor": "lightgbm"}, {"predictor": "lleaves"})
-#: The hybrid runs: steady state with its capacity, and a refresh killed half-way (C8).
+#: The hybrid runs: steady state with its capacity, and a refresh killed half-way (C8); then the online
+#: store as a server (Valkey, issue 16), read through the lookup server and read by the clients
+#: themselves with no model server (the article's "served from a database"; every customer known).
 HYBRID_VARIANTS: tuple[dict[str, Any], ...] = (
     {},
     {"fault_batch_kill_at_s": 11.0, "capacity": False, "duration_s": 30.0},
+    {"store": "valkey"},
+    {"store": "valkey", "lookup": "direct", "hit_ratio": 1.0},
 )
 
 PROFILES: dict[str, Profile] = {

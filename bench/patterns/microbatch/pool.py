@@ -36,6 +36,8 @@ def _scorer_class():
             # In the actor's worker process: Ray pickles this class by value, so the model code is
             # imported where the actor runs, not captured from the driver.
             from bench import model as model_mod
+
+            # the batcher's own slicing of a window's range of events, in the actor's process
             from bench.patterns.microbatch.batcher import rows
 
             self.predictor = model_mod.make_predictor(model_mod.load(model_path), predictor, num_threads)
