@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections import deque
 
-from bench.core.errors import BenchError
+from bench.measure.connpool import ConnectionPool
 
 
 class HttpError(Exception):
@@ -61,6 +60,11 @@ class _Connection(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(HttpError(f"connection lost: {exc or 'closed by server'}"))
 
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
     def send(self, raw: bytes, on_send=None) -> asyncio.Future:
         """Write one request now; the returned future gets (status, body) or the failure."""
         assert self.transport is not None
@@ -71,25 +75,12 @@ class _Connection(asyncio.Protocol):
         return self.waiter
 
 
-def _expire(conn: _Connection, waiter: asyncio.Future) -> None:
-    """A request's time is up: fail it with TimeoutError and close its connection (a late answer is void)."""
-    conn.closed = True
-    if conn.transport is not None:
-        conn.transport.close()
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
-
-
-class HttpPool:
+class HttpPool(ConnectionPool):
     """Up to ``max_connections`` kept-alive connections to one host:port; a request takes an idle one."""
 
     def __init__(self, host: str, port: int, max_connections: int = 64) -> None:
-        if max_connections <= 0:
-            raise BenchError(f"max_connections must be > 0, got {max_connections}")
-        self.host, self.port, self.max_connections = host, port, max_connections
-        self.idle: deque[_Connection] = deque()
-        self.open = 0
-        self._waiting: deque[asyncio.Future] = deque()  #: requests waiting for a connection, oldest first
+        super().__init__(max_connections)
+        self.host, self.port = host, port
 
     def encode(self, method: str, path: str, body: bytes = b"") -> bytes:
         """A complete request, encoded once and reused for every send."""
@@ -106,77 +97,7 @@ class HttpPool:
             raise HttpError(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from exc
         return conn
 
-    async def warm(self, n: int) -> None:
-        """Open ``n`` connections now, so connection set-up is not inside any measured request."""
-        conns = await asyncio.gather(*(self._connect() for _ in range(min(n, self.max_connections))))
-        self.open += len(conns)
-        self.idle.extend(conns)
-
-    def _put_back(self, conn: _Connection) -> None:
-        """Return ``conn`` to the pool (or count it gone) and wake the oldest request waiting for one."""
-        if conn.closed:
-            self.open -= 1
-        else:
-            self.idle.append(conn)
-        self._wake_one()
-
-    def _wake_one(self) -> None:
-        while self._waiting:
-            freed = self._waiting.popleft()
-            if not freed.done():  # (a waiter cancelled at the deadline is skipped)
-                freed.set_result(None)
-                return
-
-    async def _take(self) -> _Connection:
-        """An idle connection, a new one while under ``max_connections``, else wait for one (FIFO)."""
-        while True:
-            while self.idle:
-                conn = self.idle.popleft()
-                if not conn.closed:
-                    return conn
-                self.open -= 1
-            if self.open < self.max_connections:
-                self.open += 1
-                try:
-                    return await self._connect()
-                except HttpError:
-                    self.open -= 1
-                    raise
-            freed = asyncio.get_running_loop().create_future()
-            self._waiting.append(freed)
-            try:
-                await freed
-            except asyncio.CancelledError:
-                if freed.done() and not freed.cancelled():  # woken, then cancelled: pass the wake-up on
-                    self._wake_one()
-                raise
-
     async def request(self, raw: bytes, timeout_s: float, on_send=None) -> tuple[int, bytes]:
-        """Send ``raw`` and return (status, body); a timeout closes the connection (its late answer is void).
-
-        ``on_send`` is called just before the bytes are written (after waiting for a free connection).
-        A request is one future and one timer on the loop, no task of its own: ``asyncio.wait_for``
-        (Python 3.11) wraps the awaited coroutine in a task, one more loop pass to send and one more
-        to hand the answer back.
-        """
-        conn = await self._take()
-        try:
-            waiter = conn.send(raw, on_send)
-        except BaseException:
-            self._put_back(conn)
-            raise
-        timer = waiter.get_loop().call_later(timeout_s, _expire, conn, waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:  # the window ended first: the connection's answer is void
-            _expire(conn, waiter)
-            raise
-        finally:
-            timer.cancel()
-            self._put_back(conn)
-
-    def close(self) -> None:
-        for conn in self.idle:
-            if conn.transport is not None:
-                conn.transport.close()
-        self.idle.clear()
+        """Send ``raw`` and return (status, body); a timeout closes the connection (its late answer is
+        void). ``on_send`` is called just before the bytes are written."""
+        return await self._exchange(raw, timeout_s, on_send)

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections import deque
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from bench.core.errors import BenchError
+from bench.measure.connpool import ConnectionPool
 
 #: URL schemes this client speaks (no TLS: the servers a run starts listen on loopback)
 SCHEMES = ("valkey", "redis", "unix")
@@ -111,7 +111,7 @@ class _Connection(asyncio.Protocol):
         while (reply := self.reader.gets()) is not False:
             waiter, self.waiter = self.waiter, None
             if waiter is None or waiter.done():  # nothing asked for it: the stream is out of step
-                self._close()
+                self.close()
                 return
             if isinstance(reply, Exception):
                 waiter.set_exception(RespError(str(reply)))
@@ -123,7 +123,7 @@ class _Connection(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(ConnectionError(f"connection lost: {exc or 'closed by server'}"))
 
-    def _close(self) -> None:
+    def close(self) -> None:
         self.closed = True
         if self.transport is not None:
             self.transport.close()
@@ -138,23 +138,12 @@ class _Connection(asyncio.Protocol):
         return self.waiter
 
 
-def _expire(conn: _Connection, waiter: asyncio.Future) -> None:
-    """A command's time is up: fail it with TimeoutError and close its connection (a late reply is void)."""
-    conn._close()
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
-
-
-class RespPool:
+class RespPool(ConnectionPool):
     """Up to ``max_connections`` kept-alive connections to one server; a command takes an idle one."""
 
     def __init__(self, endpoint: Endpoint, max_connections: int = 64, connect_timeout_s: float = 2.0) -> None:
-        if max_connections <= 0:
-            raise BenchError(f"max_connections must be > 0, got {max_connections}")
-        self.endpoint, self.max_connections, self.connect_timeout_s = endpoint, max_connections, connect_timeout_s
-        self.idle: deque[_Connection] = deque()
-        self.open = 0
-        self._waiting: deque[asyncio.Future] = deque()  #: commands waiting for a connection, oldest first
+        super().__init__(max_connections)
+        self.endpoint, self.connect_timeout_s = endpoint, connect_timeout_s
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -174,78 +163,11 @@ class RespPool:
             try:
                 await asyncio.wait_for(conn.send(raw), self.connect_timeout_s)
             except BaseException:
-                conn._close()
+                conn.close()
                 raise
         return conn
 
-    async def warm(self, n: int) -> None:
-        """Open ``n`` connections now, so connection set-up is not inside any measured command."""
-        conns = await asyncio.gather(*(self._connect() for _ in range(min(n, self.max_connections))))
-        self.open += len(conns)
-        self.idle.extend(conns)
-
-    def _put_back(self, conn: _Connection) -> None:
-        """Return ``conn`` to the pool (or count it gone) and wake the oldest command waiting for one."""
-        if conn.closed:
-            self.open -= 1
-        else:
-            self.idle.append(conn)
-        self._wake_one()
-
-    def _wake_one(self) -> None:
-        while self._waiting:
-            freed = self._waiting.popleft()
-            if not freed.done():  # (a waiter cancelled at the deadline is skipped)
-                freed.set_result(None)
-                return
-
-    async def _take(self) -> _Connection:
-        """An idle connection, a new one while under ``max_connections``, else wait for one (FIFO)."""
-        while True:
-            while self.idle:
-                conn = self.idle.popleft()
-                if not conn.closed:
-                    return conn
-                self.open -= 1
-            if self.open < self.max_connections:
-                self.open += 1
-                try:
-                    return await self._connect()
-                except BaseException:
-                    self.open -= 1
-                    raise
-            freed = asyncio.get_running_loop().create_future()
-            self._waiting.append(freed)
-            try:
-                await freed
-            except asyncio.CancelledError:
-                if freed.done() and not freed.cancelled():  # woken, then cancelled: pass the wake-up on
-                    self._wake_one()
-                raise
-
     async def command(self, raw: bytes, timeout_s: float, on_send=None):
-        """Send one encoded command (:func:`encode`) and return its reply (bytes, int, list or None).
-
-        ``on_send`` is called just before the bytes are written (after waiting for a free connection).
-        As in ``HttpPool.request``, the command is one future and one timer on the loop, no task of its own.
-        """
-        conn = await self._take()
-        try:
-            waiter = conn.send(raw, on_send)
-        except BaseException:
-            self._put_back(conn)
-            raise
-        timer = waiter.get_loop().call_later(max(timeout_s, 0.0), _expire, conn, waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:  # the window ended first: the connection's reply is void
-            _expire(conn, waiter)
-            raise
-        finally:
-            timer.cancel()
-            self._put_back(conn)
-
-    def close(self) -> None:
-        for conn in self.idle:
-            conn._close()
-        self.idle.clear()
+        """Send one encoded command (:func:`encode`) and return its reply (bytes, int, list or None);
+        ``on_send`` is called just before the bytes are written."""
+        return await self._exchange(raw, timeout_s, on_send)
