@@ -5,20 +5,48 @@ a new one while under ``max_connections``, or waiting for one in arrival order."
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import deque
-from typing import Protocol
 
 from bench.core.errors import BenchError
 
 
-class Connection(Protocol):
-    """One kept-alive connection of a protocol: ``send`` writes one request, its future gets the answer."""
+class Connection(asyncio.Protocol):
+    """One kept-alive connection, one request in flight at a time: ``send`` writes it, its future gets
+    the answer (set by the protocol's ``data_received``) or the failure. ``lost_error`` is the
+    exception type a lost connection fails the request with."""
 
-    closed: bool
+    lost_error: type[Exception] = ConnectionError
 
-    def send(self, raw: bytes, on_send=None) -> asyncio.Future: ...
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future | None = None
+        self.closed = False
 
-    def close(self) -> None: ...
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(self.lost_error(f"connection lost: {exc or 'closed by server'}"))
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def send(self, raw: bytes, on_send=None) -> asyncio.Future:
+        """Write one request now; the returned future gets its answer or the failure."""
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        if on_send is not None:
+            on_send()
+        self.transport.write(raw)
+        return self.waiter
 
 
 def expire(conn: Connection, waiter: asyncio.Future) -> None:

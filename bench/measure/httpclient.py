@@ -8,29 +8,22 @@ status line and Content-Length, so the client's share of a round trip stays smal
 from __future__ import annotations
 
 import asyncio
-import socket
 
-from bench.measure.connpool import ConnectionPool
+from bench.measure.connpool import Connection, ConnectionPool
 
 
 class HttpError(Exception):
     """A request that did not complete: connection refused or lost, malformed response."""
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(Connection):
     """One kept-alive connection, one request in flight at a time (no pipelining)."""
 
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.waiter: asyncio.Future | None = None
-        self.closed = False
+    lost_error = HttpError
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self) -> None:
+        super().__init__()
+        self.buf = bytearray()
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -54,25 +47,6 @@ class _Connection(asyncio.Protocol):
         body = bytes(self.buf[end + 4 : end + 4 + length])
         del self.buf[: end + 4 + length]
         self.waiter.set_result((status, body))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(HttpError(f"connection lost: {exc or 'closed by server'}"))
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-    def send(self, raw: bytes, on_send=None) -> asyncio.Future:
-        """Write one request now; the returned future gets (status, body) or the failure."""
-        assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
-        if on_send is not None:
-            on_send()
-        self.transport.write(raw)
-        return self.waiter
 
 
 class HttpPool(ConnectionPool):

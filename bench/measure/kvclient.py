@@ -18,12 +18,11 @@ error reply with :class:`RespError`.
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from bench.core.errors import BenchError
-from bench.measure.connpool import ConnectionPool
+from bench.measure.connpool import Connection, ConnectionPool
 
 #: URL schemes this client speaks (no TLS: the servers a run starts listen on loopback)
 SCHEMES = ("valkey", "redis", "unix")
@@ -89,22 +88,16 @@ class Endpoint:
         return self.path or f"{self.host}:{self.port}"
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(Connection):
     """One kept-alive connection, one command in flight at a time."""
+
+    lost_error = ConnectionError
 
     def __init__(self) -> None:
         import hiredis  # lazy: only a direct lookup needs the C reply parser
 
+        super().__init__()
         self.reader = hiredis.Reader()
-        self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future | None = None
-        self.closed = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -117,25 +110,6 @@ class _Connection(asyncio.Protocol):
                 waiter.set_exception(RespError(str(reply)))
             else:
                 waiter.set_result(reply)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ConnectionError(f"connection lost: {exc or 'closed by server'}"))
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-    def send(self, raw: bytes, on_send=None) -> asyncio.Future:
-        """Write one command now; the returned future gets its reply or the failure."""
-        assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
-        if on_send is not None:
-            on_send()
-        self.transport.write(raw)
-        return self.waiter
 
 
 class RespPool(ConnectionPool):
