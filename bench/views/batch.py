@@ -11,6 +11,15 @@ from bench.results import RunResult
 from bench.views.report import _empty, _legend_outside, fmt_rate, runs_of
 
 BATCH_PHASES = ("read", "validate", "prepare", "score", "write")
+#: The scoring thread's split of a local job's wall time (``metrics["pipeline"]``), as people read it.
+PIPELINE_SPLIT = {
+    "fill_s": "waiting for the first chunk (read, validate, prepare)",
+    "wait_input_s": "waiting for later chunks (the reader was behind)",
+    "score_s": "scoring (predict)",
+    "wait_output_s": "waiting for the writer (it was behind)",
+    "drain_s": "the writer's tail after the last chunk: last row group, footer, rename",
+    "other_s": "the rest: threads, queue hand-offs",
+}
 
 
 def batch_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
@@ -29,6 +38,12 @@ def batch_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
                 "cpu_us_per_prediction": 1e6 * m["cpu_seconds"] / m["predictions"],
                 "wall_s": m["wall_seconds"],
                 **{f"{p}_us_per_row": 1e6 * phases.get(p, 0.0) / m["predictions"] for p in BATCH_PHASES},
+                "bound_by": m.get("bound_by"),  # absent in Ray Data runs and older results
+                # predict() inside the job against predict() alone on the same rows (> 1: slowed by
+                # the stages sharing its cores)
+                "predict_in_job_vs_alone": (m["pipeline"]["score_s"] / m["raw_predict_seconds"])
+                if m.get("pipeline") and m.get("raw_predict_seconds")
+                else None,
             }
         )
     if not rows:
@@ -47,7 +62,10 @@ def batch_summary(runs: Sequence[RunResult]) -> pl.DataFrame:
             pl.col("cpu_us_per_prediction").median().alias("cpu_us_per_prediction"),
             pl.col("wall_s").median().alias("wall_s_median"),
             *[pl.col(f"{p}_us_per_row").median() for p in BATCH_PHASES],
+            pl.col("bound_by").drop_nulls().unique(maintain_order=True).sort().str.join(", ").alias("bound_by"),
+            pl.col("predict_in_job_vs_alone").median(),
         )
+        .with_columns(pl.when(pl.col("bound_by") != "").then(pl.col("bound_by")).alias("bound_by"))
         .sort("backend", "rows")
     )
 
@@ -141,6 +159,18 @@ def batch_findings(runs: Sequence[RunResult]):
             f"{big['e2e_to_raw_min']:.2f}): the I/O around the model, overlapped with scoring, cost less than the "
             f"run-to-run noise of `predict()` itself."
         )
+    if big.get("bound_by"):
+        slow = big.get("predict_in_job_vs_alone")
+        lines.append(
+            f"- Its pace was set by **{big['bound_by']}** (the stage the scoring thread spent the most time in or "
+            f"waiting for)"
+            + (
+                f"; `predict()` inside the job took {slow:.2f}× its time alone on the same rows, the reading, "
+                "validating, preparing and writing sharing its cores."
+                if slow is not None
+                else "."
+            )
+        )
     if s.height > 1:
         lines.append(
             f"- The smallest job ({small['rows']:,} rows, n={small['runs']}) reached {fmt_rate(small['throughput_median'])} predictions/s "
@@ -172,18 +202,50 @@ def result_card(result: RunResult) -> pl.DataFrame:
         "provisioned core-seconds": f"{m['provisioned_core_seconds']:.2f}",
         "peak RSS (MiB)": f"{m['peak_rss_bytes'] / 2**20:.0f}" if "peak_rss_bytes" in m else "n/a",
         "model load (s, fixed cost)": f"{m.get('fixed_costs_s', {}).get('model_load', float('nan')):.3f}",
+        "bound by (the stage that set the pace)": m.get("bound_by") or "n/a",
     }
     return pl.DataFrame({"metric": list(items), "value": [str(v) for v in items.values()]})
 
 
 def phase_table(result: RunResult) -> pl.DataFrame:
-    """Seconds and share of each batch phase in one run."""
+    """Seconds and share of each batch phase in one run, and the phase that bounded the run (the
+    stage that set the pace: ``bounds_the_run``; blank in runs that did not record it)."""
     phases = result.metrics.get("phases_s", {})
     total = sum(phases.values()) or 1.0
+    bound = result.metrics.get("bound_by")
     return pl.DataFrame(
         {
             "phase": list(phases),
             "seconds": [round(v, 4) for v in phases.values()],
             "share_pct": [round(100 * v / total, 1) for v in phases.values()],
+            "bounds_the_run": ["yes" if p == bound else "" for p in phases],
         }
     )
+
+
+def pipeline_table(result: RunResult) -> pl.DataFrame:
+    """Where a local job's wall time went, seen from the scoring thread (seconds, share of the wall
+    time), with predict() alone on the same rows beside it; empty for runs that did not record it."""
+    m = result.metrics
+    split = m.get("pipeline")
+    if not split:
+        return pl.DataFrame()
+    wall = m["wall_seconds"]
+    rows = [(label, split.get(key, 0.0)) for key, label in PIPELINE_SPLIT.items()]
+    table = pl.DataFrame(
+        {
+            "part": [label for label, _ in rows],
+            "seconds": [round(v, 4) for _, v in rows],
+            "share_of_wall_pct": [round(100 * v / wall, 1) for _, v in rows],
+        }
+    )
+    if m.get("raw_predict_seconds"):
+        alone = pl.DataFrame(
+            {
+                "part": ["for comparison: predict() alone on the same rows (untimed pass)"],
+                "seconds": [round(m["raw_predict_seconds"], 4)],
+                "share_of_wall_pct": [round(100 * m["raw_predict_seconds"] / wall, 1)],
+            }
+        )
+        table = pl.concat([table, alone])
+    return table

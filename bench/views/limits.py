@@ -198,6 +198,7 @@ def _phase_rows(runs: Sequence[RunResult], spec: Pattern) -> list[dict]:
         )
         overlap = " (read/write overlapped with scoring)" if rs[0].metrics.get("phases_overlap") else ""
         threads = rs[0].params.get("num_threads")
+        bound = _bound_note(rs)
         out.append(
             {
                 "pattern": spec.name,
@@ -209,10 +210,55 @@ def _phase_rows(runs: Sequence[RunResult], spec: Pattern) -> list[dict]:
                 "raw_rows_per_s": _median(r.metrics["raw_predict_rows_per_s"] for r in rs),
                 "raw_reference": f"predict() on the same rows, same run ({threads} threads)",
                 "ratio": _median(r.metrics.get("e2e_to_raw_ratio") for r in rs),
-                "where_the_rest_goes": f"phase time: {split}{overlap}",
+                "where_the_rest_goes": f"{bound}phase time: {split}{overlap}",
             }
         )
     return out
+
+
+def _bound_note(rs: Sequence[RunResult]) -> str:
+    """Which stage set the pace of a batch job and where the scoring thread's wall time went, from the
+    runs that recorded their pipeline ("" when none did, e.g. Ray Data runs): the bound, how much slower
+    ``predict()`` ran inside the job than alone (the reader and writer share its cores, their CPU as a
+    share of ``predict()``'s), and the waits (for the first chunk, for later ones, for the writer and its
+    tail) as shares of the wall time; medians over runs."""
+    piped = [r for r in rs if r.metrics.get("bound_by") and r.metrics.get("pipeline")]
+    if not piped:
+        return ""
+    counts: dict[str, int] = defaultdict(int)
+    for r in piped:
+        counts[r.metrics["bound_by"]] += 1
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    bound = ", ".join(f"{b} ({n}/{len(piped)})" if len(ranked) > 1 else b for b, n in ranked)
+    parts = [f"bound by {bound}"]
+
+    def share(key: str) -> float | None:
+        return _median(r.metrics["pipeline"].get(key, 0.0) / r.metrics["wall_seconds"] for r in piped)
+
+    slow = _median(
+        r.metrics["pipeline"]["score_s"] / r.metrics["raw_predict_seconds"]
+        for r in piped
+        if r.metrics.get("raw_predict_seconds")
+    )
+    extra = _median(
+        (r.metrics["cpu_seconds"] - r.metrics["raw_predict_cpu_seconds"]) / r.metrics["raw_predict_cpu_seconds"]
+        for r in piped
+        if r.metrics.get("raw_predict_cpu_seconds")
+    )
+    if slow is not None:
+        cpu = f"; the job's other CPU {100 * extra:.0f}% of predict()'s" if extra is not None else ""
+        parts.append(f"predict() {slow:.2f}× its time alone{cpu}")
+    fill, wait_in = share("fill_s"), share("wait_input_s")
+    tail = _median(
+        (r.metrics["pipeline"].get("wait_output_s", 0.0) + r.metrics["pipeline"].get("drain_s", 0.0))
+        / r.metrics["wall_seconds"]
+        for r in piped
+    )
+    parts.append(
+        f"waiting for the first chunk {100 * (fill or 0):.0f}%, for later ones {100 * (wait_in or 0):.0f}%, "
+        f"for the writer and its tail {100 * (tail or 0):.0f}% of wall"
+    )
+    return "; ".join(parts) + ". "
 
 
 def _saturation_rows(runs: Sequence[RunResult], spec: Pattern) -> list[dict]:
@@ -221,7 +267,9 @@ def _saturation_rows(runs: Sequence[RunResult], spec: Pattern) -> list[dict]:
     out = []
     for (config, predictor, model), rs in sorted(_group(pool, lambda r: (r.backend, _predictor(r), _model(r))).items()):
         sats = [r.metrics["saturation"] for r in rs]
-        roles = [k for k in ("driver", "actors", "ray", "producer", "broker") if any(k in s.get("cpu", {}) for s in sats)]
+        roles = [
+            k for k in ("driver", "actors", "ray", "producer", "broker") if any(k in s.get("cpu", {}) for s in sats)
+        ]
         cpu = {k: _median(s.get("cpu", {}).get(k) for s in sats) for k in roles}
         total = sum(v for v in cpu.values() if v) or 1.0
         bulk = sats[0]["bulk"]

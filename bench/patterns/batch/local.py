@@ -1,6 +1,13 @@
 """Bulk batch: read a parquet table with polars in chunks, validate, score, write predictions atomically.
 
-Timed end to end (read → validate → prepare → score → write → rename), split by phase, and set
+The job is a bounded pipeline (``bench.patterns.batch.pipeline``): a reader thread reads the input a
+row group at a time, validates it and prepares ``chunk_rows``-row chunks in the layout the predictor
+reads in place (:data:`INPUT_ORDER`); the main thread scores them with the predictor's own threads;
+a writer thread appends row groups to a temp file as chunks are scored, renamed into place at the end.
+``overlap=False`` runs the same stages one after another.
+
+Timed end to end (read → validate → prepare → score → write → rename), split by phase and, from the
+scoring thread's side, into waits (``pipeline``: which stage set the pace is ``bound_by``), and set
 against a raw ``predict`` over the same rows in the same run, so the ratio shows what the pipeline
 around the model costs. A second, untimed pass reads the written file back and checks every score
 against the predictor's output on the same rows: a mismatch makes the run invalid.
@@ -15,17 +22,19 @@ first row: a fresh interpreter started to a loaded, ready predictor (``process_s
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.core.errors import BenchError
@@ -34,6 +43,7 @@ from bench.data import workload
 from bench.measure import metrics
 from bench.model import Model, make_predictor
 from bench.patterns.base import PatternParams, RunContext, new_result
+from bench.patterns.batch import pipeline
 from bench.results import RunResult, ensure_writable
 
 PHASES = ("read", "validate", "prepare", "score", "write")
@@ -69,9 +79,14 @@ print(json.dumps({"imports_s": t1 - t0, "model_load_s": t2 - t1, "predictor_s": 
 
 @dataclass(frozen=True)
 class BatchParams(PatternParams):
-    """Bulk batch parameters; ``chunk_rows`` bounds memory for inputs larger than RAM."""
+    """Bulk batch parameters; ``chunk_rows`` (rows per ``predict()`` call, and the unit the pipeline
+    passes between its threads) bounds memory for inputs larger than RAM.
 
-    chunk_rows: int = 250_000
+    ``chunk_rows`` 100k was the best or within noise of it for both predictors, measured end to end
+    against 25k and 50k (and 10k, 250k before): 1M rows 0.955 (LightGBM) and 0.734 (lleaves) × raw,
+    100k rows 0.895 and 0.633 (n=3 each, quiet machine; results/perf/README.md, issue 17)."""
+
+    chunk_rows: int = 100_000
     num_threads: int = 2  #: bulk scoring uses every core by default
     overlap: bool = True  #: read ahead and write behind on threads while a chunk is scored
     chunk_timeout_s: float = 600.0  #: bound on any one chunk's read or write
@@ -94,90 +109,223 @@ class BatchParams(PatternParams):
         require_choice("BatchParams", "engine", self.engine, ENGINES)
 
 
-def _read_chunk(path: Path, offset: int, rows: int) -> pl.DataFrame:
-    # scan + slice lets polars read only the row groups that hold the slice
-    return pl.scan_parquet(path).slice(offset, rows).collect()
+#: What the job reads: the id it writes back and the model's features (not the label).
+INPUT_COLUMNS = (workload.ID_COLUMN.name, *(c.name for c in workload.FEATURE_COLUMNS))
+#: The layout each predictor reads without a copy of its own. LightGBM takes either order in place
+#: (``_np2d_to_np1d``: column-major is passed as such) and polars builds column-major without a
+#: transpose; lleaves ``ravel()``s its input, which copies a column-major matrix into row-major inside
+#: ``predict`` (0.07 CPU-µs a row). Measured, default model, 2 threads (results/perf/README.md): LightGBM
+#: 11.4 vs 11.5 CPU-µs a row F vs C; lleaves 2.10 (F) vs 2.00 (C). Predictors not named here get F.
+INPUT_ORDER: dict[str, str] = {"lightgbm": "F", "lleaves": "C"}
+#: The largest row group read whole (~270 MB of input columns); a bigger one is read in chunk slices.
+MAX_READ_ROWS = 1_000_000
+#: Rows per row group of the predictions file (``ChunkWriter``): chunks are written in groups of at
+#: least this many, whatever the chunk size.
+WRITE_GROUP_ROWS = 100_000
+#: Prepared chunks that may wait between stages (each queue): enough to ride out one slow chunk,
+#: bounded so memory stays a few chunks whatever the input's size.
+PIPELINE_DEPTH = 2
+#: How predictions are encoded. pyarrow's default tries a dictionary for every column: for 250k
+#: distinct scores and ids it builds a hash table, overflows the dictionary page and falls back, which
+#: was most of the write (0.153 CPU-µs a row). A dictionary only for the two constant columns, ids
+#: delta-encoded, scores plain (random doubles: zstd saved 5%): 0.036 CPU-µs a row, and a smaller file
+#: (2.0 vs 2.7 MB per 250k rows). The schema read back is the same.
+WRITE_OPTIONS: dict = {
+    "compression": {"customer_id": "zstd", "score": "none", "model_sha256": "zstd", "scored_at": "zstd"},
+    "use_dictionary": ["model_sha256", "scored_at"],
+    "column_encoding": {"customer_id": "DELTA_BINARY_PACKED"},
+}
 
 
-class _Stages:
-    """The three stages of one chunk; each returns its own timings so stages can run on threads."""
+def input_order(predictor) -> str:
+    """The layout ``predictor`` reads in place, "C" or "F" (:data:`INPUT_ORDER`)."""
+    return INPUT_ORDER.get(predictor.name, "F")
 
-    def __init__(self, data_path: Path, model_sha: str, predictor, out_tmp: Path) -> None:
-        self.data_path, self.model_sha, self.predictor, self.out_tmp = data_path, model_sha, predictor, out_tmp
+
+def _feature_exprs() -> list[pl.Expr]:
+    """``workload.feature_matrix``'s columns (categoricals as their codes, all as Float64), for the
+    row-major build it has no option for (tests/unit/patterns/test_batch_local.py keeps the two equal)."""
+    return [
+        (pl.col(c.name).to_physical() if isinstance(c.dtype, pl.Enum) else pl.col(c.name)).cast(pl.Float64)
+        for c in workload.FEATURE_COLUMNS
+    ]
+
+
+def prepare(df: pl.DataFrame, order: str) -> np.ndarray:
+    """The model's input (``workload.feature_matrix``) in the layout ``order``, the same values either
+    way. Row-major straight from polars: 0.13 CPU-µs a row against 0.20 for numpy's copy of the
+    column-major matrix (1M rows in 50k-row chunks)."""
+    if order == "F":
+        return workload.feature_matrix(df)
+    return df.select(_feature_exprs()).to_numpy(order="c")
+
+
+def _read_units(path: Path, chunk_rows: int) -> list[tuple[int, int]]:
+    """(offset, rows) of each read: one row group at a time (polars decodes a whole row group for any
+    slice of it: 10k-row slices of 100k-row groups cost 1.08 against 0.16 CPU-µs a row), and a row group
+    of more than :data:`MAX_READ_ROWS` in slices of ``chunk_rows`` (memory stays bounded)."""
+    units, offset = [], 0
+    metadata = pq.ParquetFile(path).metadata
+    for i in range(metadata.num_row_groups):
+        rows = metadata.row_group(i).num_rows
+        step = chunk_rows if rows > MAX_READ_ROWS else rows
+        units += [(offset + o, min(step, rows - o)) for o in range(0, rows, step)]
+        offset += rows
+    return units
+
+
+def read_chunks(
+    path: Path, chunk_rows: int, columns: tuple[str, ...], check: Callable[[pl.DataFrame, int], None] | None = None
+) -> Iterator[tuple[int, pl.DataFrame, float, float]]:
+    """(offset, frame, read seconds, check seconds) of consecutive ``chunk_rows``-row chunks of
+    ``columns`` (the last one shorter), cut from row-group reads. ``check(frame, offset)`` runs once
+    per read (the schema gate: per 100k-row group it cost 0.05 CPU-µs a row, per 10k-row chunk 0.18, its
+    query plan being per call). A chunk's seconds are its rows' share of its reads' and checks'."""
+    scan = pl.scan_parquet(path).select(columns)
+    pieces: list[pl.DataFrame] = []
+    held, read_s, check_s, offset = 0, 0.0, 0.0, 0
+    for start, rows in _read_units(path, chunk_rows):
+        with metrics.stopwatch() as sw:
+            unit = scan.slice(start, rows).collect()
+        with metrics.stopwatch() as cw:
+            if check is not None:
+                check(unit, start)
+        read_per_row, check_per_row = sw[0] / max(unit.height, 1), cw[0] / max(unit.height, 1)
+        pos = 0
+        while pos < unit.height:
+            take = min(chunk_rows - held, unit.height - pos)
+            pieces.append(unit.slice(pos, take))
+            held, pos = held + take, pos + take
+            read_s, check_s = read_s + read_per_row * take, check_s + check_per_row * take
+            if held == chunk_rows:
+                yield offset, pieces[0] if len(pieces) == 1 else pl.concat(pieces, rechunk=False), read_s, check_s
+                offset += held
+                pieces, held, read_s, check_s = [], 0, 0.0, 0.0
+    if held:
+        yield offset, pieces[0] if len(pieces) == 1 else pl.concat(pieces, rechunk=False), read_s, check_s
+
+
+class ChunkWriter:
+    """Appends scored chunks to one parquet file (:data:`WRITE_OPTIONS`), a row group per
+    ``group_rows`` rows or more: chunks are held until that many are scored (0: a row group per chunk).
+
+    A row group costs ~1.5 ms of its own (a zstd context and the page set-up per column), so 10k-row
+    groups cost 0.18 CPU-µs a row against 0.04 for 100k-row ones. With ``total_rows`` known, what is
+    held is written as soon as one chunk is left to come, so the job's tail (after its last chunk is
+    scored) writes that chunk alone: for 100k rows in 25k-row chunks, 3 ms instead of 9–15."""
+
+    def __init__(self, out_tmp: Path, model_sha: str, group_rows: int = 0, total_rows: int | None = None) -> None:
+        self.out_tmp, self.model_sha, self.group_rows, self.total_rows = out_tmp, model_sha, group_rows, total_rows
         self.sha_dtype = pl.Enum([model_sha])
         self.writer: pq.ParquetWriter | None = None
-
-    def load(self, offset: int, rows: int) -> tuple[pl.DataFrame, np.ndarray, dict]:
-        with metrics.stopwatch() as read_s:
-            df = _read_chunk(self.data_path, offset, rows)
-        with metrics.stopwatch() as validate_s:
-            workload.validate(df, source=f"{self.data_path} rows {offset}..{offset + df.height}")
-        with metrics.stopwatch() as prepare_s:
-            X = workload.feature_matrix(df)
-        info = {
-            "offset": offset,
-            "rows": df.height,
-            "read_s": read_s[0],
-            "validate_s": validate_s[0],
-            "prepare_s": prepare_s[0],
-        }
-        return df, X, info
-
-    def score(self, df: pl.DataFrame, X: np.ndarray, info: dict) -> tuple[pl.DataFrame, np.ndarray, dict]:
-        with metrics.stopwatch() as score_s:
-            scores = self.predictor.predict(X)
-        return df, scores, info | {"score_s": score_s[0]}
+        self._held: list[tuple[pl.DataFrame, np.ndarray]] = []
+        self._held_rows = 0
+        self._seen = 0
 
     def write(self, df: pl.DataFrame, scores: np.ndarray, info: dict) -> dict:
+        """Write ``df``'s ``customer_id`` with ``scores`` (or hold them for the next row group); returns
+        ``info`` with the seconds it took (a flush's seconds go to the chunk that filled the group)."""
         with metrics.stopwatch() as write_s:
-            table = (
-                df.select("customer_id")
-                .with_columns(
-                    pl.Series("score", scores),
-                    # an Enum literal is written as a parquet dictionary: 4 bytes a row, not 64
-                    pl.lit(self.model_sha, dtype=self.sha_dtype).alias("model_sha256"),
-                    pl.lit(datetime.now(UTC)).alias("scored_at"),
-                )
-                .to_arrow()
-            )
-            if self.writer is None:
-                self.writer = pq.ParquetWriter(self.out_tmp, table.schema, compression="zstd")
-            self.writer.write_table(table)
+            self._held.append((df.select("customer_id"), scores))
+            self._held_rows += df.height
+            self._seen += df.height
+            last_to_come = self.total_rows is not None and self.total_rows - self._seen <= df.height
+            if self._held_rows >= self.group_rows or last_to_come:
+                self._flush()
         return info | {"write_s": write_s[0]}
 
+    def _table(self, ids: pl.DataFrame, scores: np.ndarray):
+        return ids.with_columns(
+            pl.Series("score", scores, dtype=pl.Float64),
+            # an Enum literal is written as a parquet dictionary: 4 bytes a row, not 64
+            pl.lit(self.model_sha, dtype=self.sha_dtype).alias("model_sha256"),
+            pl.lit(datetime.now(UTC)).alias("scored_at"),
+        ).to_arrow()
+
+    def open(self) -> None:
+        """Create the file, and fault in the writer's buffers, before the first chunk arrives (the
+        writer thread does it while the first chunk is read, on the core the reader leaves idle).
+
+        The buffers: pyarrow's allocator (mimalloc) maps its first pages as transparent huge pages,
+        and on this VM faulting them in cost 0–130 ms of kernel time, at random, in the first
+        100k-row write of a process (4 huge-page faults; 3.3–4.9 ms once they were in). A throw-away
+        write of one row group's worth of rows into memory takes that cost here, off the job's tail."""
+        if self.writer is not None:
+            return
+        rows = min(self.group_rows or 1, self.total_rows or 1)
+        warm = self._table(pl.DataFrame({"customer_id": np.arange(rows, dtype=np.int64)}), np.zeros(rows))
+        with pq.ParquetWriter(pa.BufferOutputStream(), warm.schema, **WRITE_OPTIONS) as scratch:
+            scratch.write_table(warm)
+        self.writer = pq.ParquetWriter(self.out_tmp, warm.schema, **WRITE_OPTIONS)
+
+    def _flush(self) -> None:
+        if not self._held:
+            return
+        ids = self._held[0][0] if len(self._held) == 1 else pl.concat([d for d, _ in self._held], rechunk=False)
+        scores = self._held[0][1] if len(self._held) == 1 else np.concatenate([s for _, s in self._held])
+        self._held, self._held_rows = [], 0
+        table = self._table(ids, scores)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.out_tmp, table.schema, **WRITE_OPTIONS)
+        self.writer.write_table(table)
+
     def close(self) -> None:
+        """Write what is held and the file's footer."""
+        self._flush()
         if self.writer is not None:
             self.writer.close()
             self.writer = None
 
+    def abort(self) -> None:
+        """Drop what is held and close the file without writing more (the caller removes it)."""
+        self._held, self._held_rows = [], 0
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            writer.close()
 
-def _pipelined(stages: _Stages, offsets: list[int], params: BatchParams) -> list[dict]:
-    """Read chunk i+1 and write chunk i-1 on threads while chunk i is scored (writes stay in order)."""
-    timeout = params.chunk_timeout_s
-    chunks: list[dict] = []
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="batch-io")
-    try:
-        loading = pool.submit(stages.load, offsets[0], params.chunk_rows)
-        writing = None
-        for i in range(len(offsets)):
-            loaded = loading.result(timeout=timeout)
-            if i + 1 < len(offsets):
-                loading = pool.submit(stages.load, offsets[i + 1], params.chunk_rows)
-            scored = stages.score(*loaded)
-            if writing is not None:
-                chunks.append(writing.result(timeout=timeout))
-            writing = pool.submit(stages.write, *scored)
-        chunks.append(writing.result(timeout=timeout))
-    except TimeoutError as exc:
-        pool.shutdown(wait=False, cancel_futures=True)  # a stuck thread must not hold the run past its bound
-        raise BenchError(
-            f"a chunk's read or write took longer than chunk_timeout_s={timeout} s (after {len(chunks)} chunks)"
-        ) from exc
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)  # let a write in flight finish before the file is closed
-        raise
-    pool.shutdown(wait=True)
-    return chunks
+
+class _Stages(ChunkWriter):
+    """The writer by the name and arguments the Ray engine (``ray_data``) builds it with: a row group
+    per block it is given, as before."""
+
+    def __init__(self, data_path: Path, model_sha: str, predictor, out_tmp: Path) -> None:
+        super().__init__(out_tmp, model_sha)
+
+
+class _Job:
+    """One job's three stages over ``chunk_rows`` chunks, each returning its chunk's timings."""
+
+    def __init__(self, data_path: Path, predictor, writer: ChunkWriter, chunk_rows: int) -> None:
+        self.data_path, self.predictor, self.writer, self.chunk_rows = data_path, predictor, writer, chunk_rows
+        self.order = input_order(predictor)
+
+    def _validate(self, df: pl.DataFrame, offset: int) -> None:
+        workload.validate(df, source=f"{self.data_path} rows {offset}..{offset + df.height}")
+
+    def load(self) -> Iterator[tuple[pl.DataFrame, np.ndarray, dict]]:
+        """Read and validate each row group, prepare each chunk of it (the reader thread)."""
+        for offset, df, read_s, validate_s in read_chunks(
+            self.data_path, self.chunk_rows, INPUT_COLUMNS, check=self._validate
+        ):
+            with metrics.stopwatch() as prepare_s:
+                X = prepare(df, self.order)
+            info = {
+                "offset": offset,
+                "rows": df.height,
+                "read_s": read_s,
+                "validate_s": validate_s,
+                "prepare_s": prepare_s[0],
+            }
+            yield df, X, info
+
+    def score(self, item: tuple[pl.DataFrame, np.ndarray, dict]) -> tuple[pl.DataFrame, np.ndarray, dict]:
+        df, X, info = item
+        with metrics.stopwatch() as score_s:
+            scores = self.predictor.predict(X)
+        return df, scores, info | {"score_s": score_s[0]}
+
+    def write(self, item: tuple[pl.DataFrame, np.ndarray, dict]) -> dict:
+        return self.writer.write(*item)
 
 
 def check_input(data: workload.Dataset, context: RunContext) -> tuple[Path, int]:
@@ -189,7 +337,7 @@ def check_input(data: workload.Dataset, context: RunContext) -> tuple[Path, int]
     total = pl.scan_parquet(data.path).select(pl.len()).collect().item()
     if total == 0:
         raise BenchError(f"data file {str(data.path)!r} has no rows")
-    # The schema gate over the whole file before any work (untimed); each chunk passes it again
+    # The schema gate over the whole file before any work (untimed); each row group passes it again
     # inside the timed region, as a production job would.
     workload.validate(pl.scan_parquet(data.path), source=str(data.path))
     return Path(context.run_dir) / "predictions.parquet", total
@@ -238,44 +386,75 @@ def run_local(data: workload.Dataset, model: Model, params: BatchParams, context
     tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     predictor = make_predictor(model, params.predictor, params.num_threads)
 
-    stages = _Stages(data.path, model.sha256, predictor, tmp_path)
-    offsets = list(range(0, total, params.chunk_rows))
+    writer = ChunkWriter(tmp_path, model.sha256, group_rows=WRITE_GROUP_ROWS, total_rows=total)
+    job = _Job(Path(data.path), predictor, writer, params.chunk_rows)
     try:
         with metrics.CpuMeter(interval_s=0.1) as meter, metrics.stopwatch() as wall:
             if params.overlap:
-                chunks = _pipelined(stages, offsets, params)
+                chunks, times = pipeline.run(
+                    job.load,
+                    job.score,
+                    job.write,
+                    depth=PIPELINE_DEPTH,
+                    timeout_s=params.chunk_timeout_s,
+                    start_writer=writer.open,
+                )
             else:
-                chunks = [stages.write(*stages.score(*stages.load(o, params.chunk_rows))) for o in offsets]
-            with metrics.stopwatch() as close_s:
-                stages.close()
+                chunks, times = pipeline.run_sequential(job.load, job.score, job.write)
+            with metrics.stopwatch() as close_s:  # the footer, then the atomic rename
+                writer.close()
                 os.replace(tmp_path, out_path)
             chunks[-1]["write_s"] += close_s[0]
+            times.drain_s += close_s[0]
     finally:
-        stages.close()
+        writer.abort()  # after a failure: nothing more is written, and the temp file goes
         tmp_path.unlink(missing_ok=True)
     usage = meter.result
 
     result = new_result("batch", f"local/{params.predictor}", params, context, model, data)
     e2e_rate = metrics.throughput(total, wall[0])
+    phases = {p: sum(c[f"{p}_s"] for c in chunks) for p in PHASES}
+    cores = os.cpu_count() or 1
     m: dict = {
         "predictions": total,
         "wall_seconds": wall[0],
         "throughput_per_s": e2e_rate,
         "cpu_seconds": usage.cpu_s,
-        "provisioned_core_seconds": min(params.num_threads, os.cpu_count() or 1) * wall[0],
+        # the predictor's threads, or more where the reader and writer threads kept more cores busy
+        "provisioned_core_seconds": min(cores, max(params.num_threads, math.ceil(usage.cpu_s / wall[0]))) * wall[0],
         "latency_s": None,  # a batch consumer sees staleness, modelled from job duration (cost issue)
         "cpu_seconds_per_prediction": usage.cpu_s / total,
-        "phases_s": {p: sum(c[f"{p}_s"] for c in chunks) for p in PHASES},
+        "phases_s": phases,
         "phases_overlap": params.overlap,
         "chunks": len(chunks),
         "peak_rss_bytes": usage.peak_rss_bytes,
         "cpu": usage.to_dict(),
         "output_bytes": out_path.stat().st_size,
+        "bound_by": pipeline.bound_by(times, {p: phases[p] for p in ("read", "validate", "prepare")}),
+        "pipeline": {
+            **pipeline_split(times, wall[0]),
+            "depth": PIPELINE_DEPTH if params.overlap else 0,
+            "input_order": job.order,
+            "threads": {
+                "predictor": params.num_threads,
+                "reader_writer": 2 if params.overlap else 0,
+                "polars_pool": pl.thread_pool_size(),
+            },
+        },
     }
     record_process_start(result, m, start)
     finish(result, m, usage, data, out_path, predictor, params, total)
     result.samples = pl.DataFrame(chunks)
     return result
+
+
+def pipeline_split(times: pipeline.PipelineTimes, wall_s: float) -> dict[str, float]:
+    """The job's wall time as the scoring thread spent it: waiting for the first chunk (``fill_s``),
+    for later ones (``wait_input_s``), scoring (``score_s``), waiting for the writer (``wait_output_s``),
+    the writer's tail with the footer and rename (``drain_s``), and the rest (``other_s``: thread start,
+    queue hand-offs)."""
+    split = {k: getattr(times, k) for k in ("fill_s", "wait_input_s", "score_s", "wait_output_s", "drain_s")}
+    return split | {"other_s": max(0.0, wall_s - sum(split.values()))}
 
 
 def finish(
@@ -292,12 +471,13 @@ def finish(
     verdicts, and ``m`` stored as the result's metrics."""
     if params.baseline or params.verify:
         with metrics.CpuMeter(interval_s=0.5) as baseline_meter:
-            raw_s, mismatches = _baseline_and_verify(data.path, out_path, predictor, params, total)
+            raw_s, raw_cpu_s, mismatches = _baseline_and_verify(data.path, out_path, predictor, params, total)
         busy = baseline_meter.result.contention()
         if busy and params.baseline:
             result.invalidate(f"during the raw predict() baseline, {busy}")
         if params.baseline:
             m["raw_predict_seconds"] = raw_s
+            m["raw_predict_cpu_seconds"] = raw_cpu_s
             m["raw_predict_rows_per_s"] = metrics.throughput(total, raw_s)
             m["e2e_to_raw_ratio"] = m["throughput_per_s"] / m["raw_predict_rows_per_s"]
         if params.verify:
@@ -308,20 +488,33 @@ def finish(
     busy = usage.contention()
     if busy:
         result.invalidate(busy)
+    # Both engines carry the same keys: an engine that does not split its wall time (Ray Data streams
+    # on its own) records no bound and no pipeline split, rather than leaving the keys out.
+    m.setdefault("bound_by", None)
+    m.setdefault("pipeline", None)
     result.metrics = m
 
 
 def _baseline_and_verify(
     data_path: Path, out_path: Path, predictor, params: BatchParams, total: int
-) -> tuple[float, int]:
-    """Untimed reads; time only ``predict`` on each chunk; compare with what was written."""
+) -> tuple[float, float, int]:
+    """Untimed reads; time only ``predict`` on each chunk, given in the layout the job gives it;
+    compare with what was written. Returns predict's wall and CPU seconds (the process's, all of its
+    threads: nothing else runs meanwhile) and the number of written scores that differ."""
+    order = input_order(predictor)
     phases = metrics.Phases()
+    cpu_s = 0.0
     mismatches = 0
-    for offset in range(0, total, params.chunk_rows):
-        X = workload.feature_matrix(_read_chunk(data_path, offset, params.chunk_rows))
+    written = read_chunks(out_path, params.chunk_rows, ("score",)) if params.verify else None
+    for _, df, _, _ in read_chunks(data_path, params.chunk_rows, INPUT_COLUMNS):
+        X = prepare(df, order)
+        cpu0 = time.process_time()
         with phases("score"):
             expected = predictor.predict(X)
-        if params.verify:
-            written = _read_chunk(out_path, offset, params.chunk_rows).get_column("score").to_numpy()
-            mismatches += int(np.sum(written != expected)) if written.shape == expected.shape else len(expected)
-    return phases.seconds().get("score", 0.0), mismatches
+        cpu_s += time.process_time() - cpu0
+        if written is not None:
+            got = next(written, (0, pl.DataFrame({"score": []}), 0.0, 0.0))[1].get_column("score").to_numpy()
+            mismatches += int(np.sum(got != expected)) if got.shape == expected.shape else len(expected)
+    if written is not None:
+        mismatches += sum(df.height for _, df, _, _ in written)  # scores written for rows that do not exist
+    return phases.seconds().get("score", 0.0), cpu_s, mismatches

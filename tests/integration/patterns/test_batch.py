@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,9 +30,9 @@ from bench import results
 from bench.app import runner
 from bench.core.errors import BenchError
 from bench.data import workload
-from bench.model import Model, ensure_model
+from bench.model import Model, ensure_model, make_predictor, predictor_unavailable
 from bench.patterns import registry
-from bench.patterns.batch import PHASES, BatchParams
+from bench.patterns.batch import PHASES, BatchParams, local
 
 ROWS = 3_000
 DATA_SEED = BatchParams.data_seed  # what run_pattern generates for (rows, data_seed)
@@ -198,6 +199,22 @@ def test_metrics(batch_run: tuple[results.RunResult, Path]) -> None:
     assert m["latency_s"] is None
     assert m["phases_overlap"] is True
     assert m["output_bytes"] == (run_dir / "predictions.parquet").stat().st_size
+    assert m["raw_predict_cpu_seconds"] > 0
+
+
+def test_the_pipeline_split_and_its_bound(batch_run: tuple[results.RunResult, Path]) -> None:
+    """The scoring thread's split of the wall time adds up to it, and the run names the phase that set
+    its pace (what the batch view and the limits table show)."""
+    result, run_dir = batch_run
+    m = results.load(run_dir).metrics
+    assert m["bound_by"] in PHASES
+    split = m["pipeline"]
+    parts = ("fill_s", "wait_input_s", "score_s", "wait_output_s", "drain_s", "other_s")
+    assert all(split[k] >= 0 for k in parts)
+    assert sum(split[k] for k in parts) == pytest.approx(m["wall_seconds"], rel=1e-6, abs=1e-6)
+    assert split["score_s"] >= m["phases_s"]["score"]  # the stage's time holds predict()'s
+    assert split["input_order"] == "F" and split["depth"] == local.PIPELINE_DEPTH  # LightGBM reads F in place
+    assert split["threads"]["predictor"] == SMALL["num_threads"]
 
 
 def test_process_start_is_measured_apart_and_includes_the_model_load(batch_run: tuple[results.RunResult, Path]) -> None:
@@ -388,6 +405,55 @@ def test_unwritable_results_dir_is_refused(batch_env: Path, batch_model: Model, 
     assert not run_dir.exists()
     assert blocker.read_text() == "not a directory"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-regular-file"]
+
+
+# --------------------------------------------------------------------------------------------
+# A stage that fails mid-run (on its thread) fails the run, and nothing is written
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlap", [True, False], ids=["pipelined", "sequential"])
+@pytest.mark.parametrize("stage", ["reader", "writer"])
+def test_a_stage_failing_mid_run_fails_the_run_and_writes_nothing(
+    stage: str, overlap: bool, batch_env: Path, batch_model: Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+
+    def fail_on_second(real):
+        def wrapped(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError("disk went away")
+            return real(*args, **kwargs)
+
+        return wrapped
+
+    if stage == "reader":
+        monkeypatch.setattr(local, "prepare", fail_on_second(local.prepare))
+    else:
+        monkeypatch.setattr(local, "WRITE_GROUP_ROWS", 1)  # a row group per chunk: flushed on the writer's thread
+        monkeypatch.setattr(local.ChunkWriter, "_flush", fail_on_second(local.ChunkWriter._flush))
+    run_dir = batch_env / "runs" / f"failing-{stage}-{overlap}"
+    expected = "disk went away" if not overlap else rf"the batch {stage} stage failed: OSError: disk went away"
+    with pytest.raises((BenchError, OSError), match=expected):
+        runner.run_pattern("batch", SMALL | {"overlap": overlap}, run_dir=run_dir)
+    _assert_nothing_written(run_dir)
+    assert not [t for t in threading.enumerate() if t.name.startswith("batch-")]
+
+
+@pytest.mark.skipif(predictor_unavailable("lleaves") is not None, reason="lleaves is an optional extra")
+def test_the_compiled_predictor_gets_row_major_input_and_the_same_scores(
+    batch_env: Path, batch_model: Model, batch_input: pl.DataFrame
+) -> None:
+    """lleaves reads row-major in place (a column-major matrix it would copy): the job hands it that,
+    and every written score equals lleaves' own predict on the column-major matrix, bit for bit."""
+    run_dir = batch_env / "runs" / "lleaves"
+    result = runner.run_pattern("batch", SMALL | {"predictor": "lleaves", "chunk_rows": 700}, run_dir=run_dir)
+    assert_valid_or_busy(result)
+    assert result.metrics["score_mismatches"] == 0
+    assert result.metrics["pipeline"]["input_order"] == "C"
+    expected = make_predictor(batch_model, "lleaves", 1).predict(workload.feature_matrix(batch_input))
+    assert np.array_equal(_predictions(run_dir).get_column("score").to_numpy(), expected)
 
 
 # --------------------------------------------------------------------------------------------
