@@ -133,6 +133,7 @@ class BrokerWindow:
         client, last_id, next_sample = None, "0-0", 0.0
         produced: dict | None = None
         quiet = False  # the group had nothing unread or pending at the last sample
+        drained = False  # the window ended with the group drained (else: by its deadline)
         actor_due, broker_due = actor_at_s, broker_at_s
         while True:
             now = time.monotonic() - t0
@@ -185,6 +186,7 @@ class BrokerWindow:
             if produced is not None and quiet and not got_any:
                 accepted = ~np.isnan(produced["accepted"])
                 if (delivered[accepted] > 0).all() or now > float(np.nanmax(produced["accepted"], initial=0)) + 1.0:
+                    drained = True
                     break
         duration = time.monotonic() - t0
         self.pool.stop_consuming()
@@ -197,7 +199,7 @@ class BrokerWindow:
             finally:
                 client.close()
         return self._observations(schedule, produced, done, scores, delivered, duration), self._record(
-            schedule, produced, delivered, read_t, write_t, done, counts, finals, faults, (lag_t, lag, pending)
+            schedule, produced, delivered, read_t, write_t, done, counts, finals, faults, (lag_t, lag, pending), drained
         )
 
     # -- faults and actors --------------------------------------------------------------------
@@ -300,9 +302,14 @@ class BrokerWindow:
         # the producer after the sink has the score, so it is a hop, not the start of the service time
         return load.Observations(schedule, produced["issued"], produced["issued"], done, status, scores, duration)
 
-    def _record(self, schedule, produced, delivered, read_t, write_t, done, counts, finals, faults, series) -> dict:
+    def _record(
+        self, schedule, produced, delivered, read_t, write_t, done, counts, finals, faults, series, drained
+    ) -> dict:
+        """The window's record. An accepted event the sink never saw is *lost* only if the group had
+        drained (nothing unread or pending): at the deadline it is still queued (an overloaded window)."""
         n = schedule.size
         accepted = ~np.isnan(produced["accepted"])
+        missing = int((accepted & (delivered == 0)).sum())
         sizes = np.asarray(finals.pop("batch_sizes"), np.float64)
         lag_t, lag, pending = series
         ok = (delivered > 0) & (schedule >= self.policy.warmup_s) & accepted
@@ -323,8 +330,8 @@ class BrokerWindow:
             "accepted_events": int(accepted.sum()),
             "unpublished_events": int((~accepted).sum()),
             "delivered_events": int((delivered > 0).sum()),
-            "lost_events": int((accepted & (delivered == 0)).sum()),
-            "unfinished_at_deadline": 0,
+            "lost_events": missing if drained else 0,
+            "unfinished_at_deadline": 0 if drained else missing,
             "duplicates_removed": counts["duplicates_removed"],
             "mismatches": counts["mismatches"],
             "claimed_entries": finals["claimed"],
