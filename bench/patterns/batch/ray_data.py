@@ -43,6 +43,10 @@ INFO_COLUMN = "_batch_info"
 #: Ray Data's listing and read tasks each hold one CPU: a pool holding every CPU would never get its
 #: input (ray-project/ray#44687), so one CPU is always left to them.
 READ_CPUS = 1
+#: How long a failed run waits for Ray Data's consumer thread to leave Ray before Ray is shut down
+#: (at least ``ray_timeout_s``): it leaves when its pending block arrives, which took 20 s after the
+#: start on an idle 2-core machine (Ray Data starting its actors) and 43 s beside a CPU-bound process.
+CONSUMER_EXIT_S = 120.0
 
 
 def _as_schema_frame(block: pa.Table) -> pl.DataFrame:
@@ -178,33 +182,43 @@ def _blocks(ds, timeout_s: float, stop: threading.Event):
         return False
 
     def produce() -> None:
+        blocks = iter(ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1))
         try:
-            for block in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
+            for block in blocks:
                 if not put(("block", block)):
                     return
             put(("done", None))
         except BaseException as exc:  # noqa: BLE001 - handed to the driver thread, which raises it
             put(("error", exc))
+        finally:
+            getattr(blocks, "close", lambda: None)()  # stops Ray Data's executor, here, while Ray is up
 
     thread = threading.Thread(target=produce, name="ray-data-consumer", daemon=True)
     thread.start()
     n = 0
-    while True:
-        try:
-            kind, item = handoff.get(timeout=timeout_s)
-        except queue.Empty:
-            raise BenchError(
-                f"Ray Data gave no block of predictions within ray_timeout_s={timeout_s} s (after {n} blocks)"
-            ) from None
-        if kind == "done":
-            return
-        if kind == "error":
-            cause = _cause(item)
-            if cause is not None:
-                raise BenchError(str(cause)) from item
-            raise item
-        n += 1
-        yield item
+    try:
+        while True:
+            try:
+                kind, item = handoff.get(timeout=timeout_s)
+            except queue.Empty:
+                raise BenchError(
+                    f"Ray Data gave no block of predictions within ray_timeout_s={timeout_s} s (after {n} blocks)"
+                ) from None
+            if kind == "done":
+                return
+            if kind == "error":
+                cause = _cause(item)
+                if cause is not None:
+                    raise BenchError(str(cause)) from item
+                raise item
+            n += 1
+            yield item
+    finally:
+        # Let the thread leave Ray before anyone shuts Ray down: a Ray call from it after shutdown
+        # aborts the whole interpreter (core_worker_process.cc). With ``stop`` set it closes the
+        # iterator (which stops Ray Data's executor) as soon as its pending block arrives.
+        stop.set()
+        thread.join(timeout=max(timeout_s, CONSUMER_EXIT_S))
 
 
 def _score_and_write(
