@@ -32,6 +32,9 @@ from bench.measure import metrics
 
 #: How often a blocked stage looks at the stop flag: a failure elsewhere is seen within this.
 POLL_S = 0.05
+#: How much longer than ``timeout_s`` the writer waits for a scored chunk: when the reader stalls,
+#: scoring (which has waited longer) reports it, rather than the writer's wait it causes.
+WRITER_GRACE_S = 1.0
 _DONE = object()  #: end of a stream of items
 
 
@@ -118,7 +121,7 @@ def _writer(
         if start is not None:
             start()
         while True:
-            item = _get(q, shared, timeout_s, "the writer waited for a scored chunk")
+            item = _get(q, shared, timeout_s + WRITER_GRACE_S, "the writer waited for a scored chunk")
             if item is _DONE:
                 return
             out.append(consume(item))
