@@ -15,16 +15,32 @@ from bench import results
 from bench.core.errors import BenchError
 from bench.core.params import parse
 from bench.data import workload
+from bench.data.schema import FeatureSchema
 from bench.measure import metrics
 from bench.patterns import registry
 from bench.patterns.base import PatternParams, RunContext
 
 
-def resolve_workload(params: PatternParams) -> workload.Dataset:
-    """The scoring dataset: an explicit file, or the generated one for (rows, data_seed)."""
+def resolve_workload(params: PatternParams, schema: FeatureSchema = workload.SYNTHETIC) -> workload.Dataset:
+    """The scoring dataset: an explicit file read by ``schema`` (the model's features and
+    ``id_column``), or the generated one for (rows, data_seed), which only the synthetic model reads."""
     if params.data_path:
-        return workload.open_dataset(params.data_path)
+        return workload.open_dataset(params.data_path, schema.with_id(params.id_column))
+    if not schema.strict:
+        raise BenchError(
+            f"model_path {params.model_path!r} reads features the generated data does not hold "
+            f"({', '.join(schema.names[:5])}{', …' if len(schema.names) > 5 else ''}); give data_path, a parquet "
+            "table with them"
+        )
     return workload.ensure_dataset(params.rows, params.data_seed)
+
+
+def model_file(params: PatternParams) -> Path:
+    """The model file a run scores with: ``model_path``, or the synthetic model of the params
+    (trained if not cached, outside any timed region)."""
+    if params.model_path:
+        return Path(params.model_path)
+    return model_mod.ensure_model(model_params(params)).path
 
 
 def model_params(params: PatternParams) -> model_mod.ModelParams:
@@ -47,13 +63,13 @@ def run_pattern(
         run_id = results.new_run_id(name)
         run_dir = results.run_dir_for(run_id)
     results.ensure_writable(run_dir)
-    data = resolve_workload(params)
     unavailable = model_mod.predictor_unavailable(params.predictor)
     if unavailable:  # before any work: the native backend still runs, this one cannot
         raise BenchError(unavailable)
-    path = model_mod.ensure_model(model_params(params)).path  # train (if needed) outside the timed region
+    path = model_file(params)
     with metrics.stopwatch() as load_s:  # the fixed cost every job pays: reading the model file
         model = model_mod.load(path)
+    data = resolve_workload(params, model.schema)  # checked against the model's features before any work
     # A compiled backend is built once per model and machine (cached), outside the timed region; its
     # measured build time is reported as a fixed cost.
     compile_costs = model_mod.predictor_fixed_costs(model, params.predictor)

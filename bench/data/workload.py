@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from bench.core import paths
 from bench.core.errors import BenchError
 from bench.core.files import atomic_write_bytes, sha256_file
 from bench.core.params import require_positive
+from bench.data.schema import Column, FeatureSchema
 
 #: Bump when the generator changes: cached files with another version are regenerated.
 GENERATOR_VERSION = 1
@@ -26,17 +27,6 @@ GENERATOR_VERSION = 1
 PLANS = ["basic", "standard", "premium", "unlimited"]
 REGIONS = ["north", "south", "east", "west", "central"]
 CONTRACTS = ["month_to_month", "one_year", "two_year"]
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of the schema: dtype, whether nulls are allowed, and the valid closed range."""
-
-    name: str
-    dtype: pl.DataType
-    nullable: bool = False
-    lo: float | None = None
-    hi: float | None = None
 
 
 _I32, _F64 = pl.Int32(), pl.Float64()
@@ -81,6 +71,8 @@ CATEGORICAL_FEATURES: tuple[str, ...] = tuple(c.name for c in FEATURE_COLUMNS if
 ID_COLUMN = Column("customer_id", pl.Int64(), lo=0)
 LABEL_COLUMN = Column("churned", pl.Int8(), lo=0, hi=1)
 SCHEMA: tuple[Column, ...] = (ID_COLUMN, *FEATURE_COLUMNS, LABEL_COLUMN)
+#: What the synthetic model reads from a table: exact dtypes and ranges (:func:`validate`).
+SYNTHETIC = FeatureSchema(FEATURE_COLUMNS, id_column=ID_COLUMN.name, strict=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,11 +263,7 @@ def feature_matrix(df: pl.DataFrame) -> np.ndarray:
     Column-major (what polars produces without a copy): LightGBM reads it in place, and on 250k-row
     chunks this took 0.015 s against 0.15 s for a C-ordered copy, with identical scores.
     """
-    exprs = [
-        (pl.col(c.name).to_physical() if isinstance(c.dtype, pl.Enum) else pl.col(c.name)).cast(pl.Float64)
-        for c in FEATURE_COLUMNS
-    ]
-    return df.select(exprs).to_numpy()
+    return SYNTHETIC.matrix(df)
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,11 +281,19 @@ class Dataset:
     sha256: str
     generator_version: int = GENERATOR_VERSION
     generate_seconds: float | None = None
+    #: how patterns read it: the synthetic schema, or a user model's features and id column
+    schema: FeatureSchema = field(default=SYNTHETIC, compare=False, repr=False)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "schema"}
         d["path"] = str(self.path)
+        if not self.schema.strict:
+            d["id_column"] = self.schema.id_column
         return d
+
+    def scan(self) -> pl.LazyFrame:
+        """The table as its schema's canonical frame (``customer_id`` and the features), lazily."""
+        return self.schema.scan(self.path)
 
 
 def dataset_path(rows: int, seed: int, directory: Path | None = None) -> Path:
@@ -339,9 +335,10 @@ def ensure_dataset(rows: int, seed: int = 0, directory: Path | None = None) -> D
     return Dataset(path, rows, seed, meta["sha256"], GENERATOR_VERSION, meta.get("generate_seconds"))
 
 
-def open_dataset(path: str | Path) -> Dataset:
+def open_dataset(path: str | Path, schema: FeatureSchema = SYNTHETIC) -> Dataset:
     """A Dataset for an existing parquet file (any provenance), checked before any work: a readable
-    parquet file of at least one row that passes :func:`validate`, and matches the sha256 of its
+    parquet file of at least one row that holds ``schema``'s features and id column (unique) and
+    passes its checks (:func:`validate` for the synthetic schema), and matches the sha256 of its
     sidecar when it has one. Each refusal is one BenchError naming the file."""
     path = Path(path)
     if path.is_dir():
@@ -369,8 +366,12 @@ def open_dataset(path: str | Path) -> Dataset:
     if rows == 0:
         # batch refused it late; request and hybrid ran on it and reported a "valid" run of 0 predictions
         raise BenchError(f"data file {str(path)!r} has 0 rows; every pattern needs at least one customer")
+    source = f"data file {str(path)!r}"
     try:
-        validate(frame, source=f"data file {str(path)!r}")
+        schema.check_columns(frame.collect_schema(), source)
+        canonical = schema.scan(path)
+        schema.validate(canonical, source=source)
+        schema.check_ids_unique(canonical, source)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise BenchError(f"data file {str(path)!r} could not be read: {exc}") from exc
-    return Dataset(path, rows, meta.get("seed", -1), sha, meta.get("generator_version", -1))
+        raise BenchError(f"{source} could not be read: {exc}") from exc
+    return Dataset(path, rows, meta.get("seed", -1), sha, meta.get("generator_version", -1), schema=schema)

@@ -2,7 +2,8 @@
 
 The model is content-addressed: its file name carries a hash of what it was trained from, and its
 metadata JSON records the sha256 of the text file, the feature names, the training time and the
-holdout AUC. Loading checks that the file is a LightGBM model of exactly the workload's features.
+holdout AUC. Loading checks that the file is a LightGBM model with one output per row, and reads
+which features it takes (the workload's, or any model's own: ``Model.schema``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import lightgbm as lgb
@@ -23,6 +24,7 @@ from bench.core import files, paths
 from bench.core.errors import BenchError
 from bench.core.params import require_positive
 from bench.data import workload
+from bench.data.schema import FeatureSchema, model_column
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,19 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class Model:
-    """A loaded model: the booster plus the metadata that identifies it."""
+    """A loaded model: the booster, the metadata that identifies it, and the features it reads
+    (the synthetic workload's schema for the churn model, else the model's own feature list)."""
 
     path: Path
     booster: lgb.Booster
     sha256: str
     meta: dict
+    schema: FeatureSchema = field(default=workload.SYNTHETIC, compare=False, repr=False)
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the model reads the synthetic workload's features (trained here, or by the same schema)."""
+        return self.schema.strict
 
     @property
     def feature_names(self) -> list[str]:
@@ -218,15 +227,67 @@ def load(path: str | Path) -> Model:
         booster = lgb.Booster(model_file=str(path))
     except lgb.basic.LightGBMError as exc:
         raise BenchError(f"model file {str(path)!r} could not be parsed by LightGBM: {exc}") from exc
-    names = list(booster.feature_name())
-    if names != list(workload.FEATURES):
-        extra = sorted(set(names) - set(workload.FEATURES))
-        lacking = sorted(set(workload.FEATURES) - set(names))
+    header = _header(path)
+    objective = header.get("objective", "").split(" ")[0]
+    if objective not in OBJECTIVES or header.get("num_class", "1") != "1":
         raise BenchError(
-            f"model file {str(path)!r} has features that differ from the workload's: "
-            f"unexpected {extra}, missing {lacking}" + ("" if extra or lacking else ", order differs")
+            f"model file {str(path)!r} has objective {header.get('objective', 'none')!r}; the harness scores "
+            f"models with one output per row: {', '.join(OBJECTIVES)}"
         )
-    return Model(path, booster, sha, meta)
+    names = list(booster.feature_name())
+    if names == list(workload.FEATURES):
+        return Model(path, booster, sha, meta)
+    return Model(path, booster, sha, meta, schema=_model_schema(path, names, header, booster))
+
+
+#: LightGBM objectives the harness scores: one output per row (a probability or a value). Multiclass
+#: (one score per class) and ranking (scores comparable only within a query) are not.
+OBJECTIVES = (
+    "binary",
+    "cross_entropy",
+    "cross_entropy_lambda",
+    "regression",
+    "regression_l1",
+    "huber",
+    "fair",
+    "poisson",
+    "quantile",
+    "mape",
+    "gamma",
+    "tweedie",
+)
+
+
+def _header(path: Path) -> dict[str, str]:
+    """The ``key=value`` lines of a LightGBM text model before its first tree."""
+    header: dict[str, str] = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith("Tree="):
+                break
+            key, eq, value = line.rstrip("\n").partition("=")
+            if eq:
+                header[key] = value
+    return header
+
+
+def _model_schema(path: Path, names: list[str], header: dict[str, str], booster: lgb.Booster) -> FeatureSchema:
+    """A model's own features: a categorical is one whose ``feature_infos`` lists category values
+    (a numeric one has a ``[min:max]`` range, or ``none`` when no split uses it); string levels
+    from ``pandas_categorical`` when the model was trained on pandas categories."""
+    infos = header.get("feature_infos", "").split(" ")
+    if len(infos) != len(names):
+        raise BenchError(
+            f"model file {str(path)!r}: feature_infos lists {len(infos)} features, feature_names {len(names)}"
+        )
+    categorical = [not (i.startswith("[") or i == "none") for i in infos]
+    columns = tuple(model_column(n, c) for n, c in zip(names, categorical, strict=True))
+    cats = [n for n, c in zip(names, categorical, strict=True) if c]
+    pandas = getattr(booster, "pandas_categorical", None) or []
+    levels = (
+        {n: tuple(str(v) for v in lv) for n, lv in zip(cats, pandas, strict=False)} if len(pandas) == len(cats) else {}
+    )
+    return FeatureSchema(columns, levels=levels)
 
 
 def cached_model_path(params: ModelParams, directory: Path | None = None) -> Path | None:

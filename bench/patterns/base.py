@@ -20,6 +20,8 @@ class PatternParams:
     rows: int = 100_000  #: customers in the scoring dataset (generated if data_path is empty)
     data_seed: int = 7  #: seed of the scoring dataset (the model trains on another seed)
     data_path: str = ""  #: an existing parquet file instead of a generated one
+    model_path: str = ""  #: a LightGBM text model file instead of the trained synthetic one
+    id_column: str = "customer_id"  #: data_path's integer id column ("" for row numbers)
     train_rows: int = 200_000
     trees: int = 200
     leaves: int = 63
@@ -38,14 +40,17 @@ class PatternParams:
         if not self.leaves >= 2:
             raise BenchError(f"{owner} parameter 'leaves' must be >= 2, got {self.leaves}")
         require_choice(owner, "predictor", self.predictor, PREDICTORS)
-        if self.data_path:
-            path = Path(self.data_path)
-            if path.is_dir():
-                raise BenchError(
-                    f"{owner} parameter 'data_path': {self.data_path!r} is a directory, not a parquet file"
-                )
-            if not path.is_file():
-                raise BenchError(f"{owner} parameter 'data_path': file {self.data_path!r} does not exist")
+        for name, what in (("data_path", "a parquet file"), ("model_path", "a LightGBM text model file")):
+            value = getattr(self, name)
+            if value and Path(value).is_dir():
+                raise BenchError(f"{owner} parameter {name!r}: {value!r} is a directory, not {what}")
+            if value and not Path(value).is_file():
+                raise BenchError(f"{owner} parameter {name!r}: file {value!r} does not exist")
+        if self.id_column != "customer_id" and not self.data_path:
+            raise BenchError(
+                f"{owner} parameter 'id_column' ({self.id_column!r}) names a column of data_path, which is not set "
+                "(the generated data's id is customer_id)"
+            )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ The server defends itself (both apps, one code path: :func:`read_body` and :clas
   chunked body streams in) is answered 413 without reading the rest, and the connection is closed;
 * a body that has not fully arrived ``ServerConfig.body_timeout_s`` after the headers is answered
   408 and the connection closed (a client that sends half a request and stalls);
-* a feature value the workload schema (``bench.data.workload.FEATURE_COLUMNS``) does not allow —
+* a feature value the model's schema (``Model.schema``: the synthetic workload's
+  ``bench.data.workload.FEATURE_COLUMNS``, or any number or null for another model) does not allow —
   below a column's minimum, above its maximum, a fraction in an integer column, an unknown
   categorical code, a null where the column has no missing values — is answered 422 naming the
   feature and what it allows. Nulls stay allowed where the schema allows them.
@@ -65,10 +66,12 @@ from bench.data.workload import FEATURE_COLUMNS, FEATURES, Column
 from bench.systems.batching import DynamicBatcher
 from bench.systems.server_config import AGGREGATES, APPS, ServerConfig
 
+#: the synthetic model's feature count (a server of another model checks its own: ``Scorer.n_features``)
 N_FEATURES = len(FEATURES)
 __all__ = [
     "AGGREGATES",
     "APPS",
+    "FEATURE_COLUMNS",
     "N_FEATURES",
     "ServerConfig",
     "FeatureCheck",
@@ -89,7 +92,8 @@ class Scorer:
         #: one row (1-D float64, the model's feature order) -> its score: the predictor's single-row
         #: entry point where it has one (no per-call set-up), else ``predict`` on a 1-row matrix
         self.score_row = getattr(self.predictor, "predict_row", None) or self._predict_one
-        self.check = FeatureCheck(FEATURE_COLUMNS)
+        self.check = FeatureCheck(self.model.schema.features)  # the model's own features (any model)
+        self.n_features = len(self.model.schema.features)
         #: dynamic batching of ``/predict`` (``ServerConfig.batch_max`` > 1), else None
         self.batcher = (
             DynamicBatcher(self.predictor.predict, config.batch_max, config.batch_wait_ms / 1e3)
@@ -115,7 +119,7 @@ class Scorer:
         return self._checked(payload)
 
     def _checked(self, payload: dict) -> tuple[np.ndarray | None, tuple[int, bytes] | None]:
-        status, row = _row(payload)
+        status, row = _row(payload, self.n_features)
         if status != 200:
             return None, (status, row)
         refused = self.check(row)
@@ -143,9 +147,9 @@ class Scorer:
         rows = payload["rows"]
         if type(rows) is not list or not rows:
             return 422, orjson.dumps({"error": 'expected a JSON object {"rows": [[...], ...]} with at least one row'})
-        X = np.empty((len(rows), N_FEATURES))
+        X = np.empty((len(rows), self.n_features))
         for i, features in enumerate(rows):
-            status, row = _row({"features": features})
+            status, row = _row({"features": features}, self.n_features)
             if status != 200:
                 return status, _prefixed(row, i)
             refused = self.check(row)
@@ -200,7 +204,7 @@ class Scorer:
             if hit is not None:
                 out = {"score": hit[0], "source": "store", "as_of": self.store.meta["as_of"]}
         if out is None:
-            status, row = _row(payload)
+            status, row = _row(payload, self.n_features)
             if status != 200:
                 return status, row
             refused = self.check(row)
@@ -235,7 +239,7 @@ def _parse(body: bytes) -> tuple[dict, tuple[int, bytes] | None]:
 _FEATURE_TYPES = frozenset({float, int, type(None)})
 
 
-def _row(payload: dict) -> tuple[int, np.ndarray | bytes]:
+def _row(payload: dict, n_features: int = N_FEATURES) -> tuple[int, np.ndarray | bytes]:
     """The request's features as one row (1-D float64, nulls as NaN), or a 422 saying what is wrong.
 
     One ``np.array`` call over the parsed list (NumPy reads None as NaN in a float64 array) after a
@@ -246,8 +250,8 @@ def _row(payload: dict) -> tuple[int, np.ndarray | bytes]:
     features = payload.get("features")
     if type(features) is not list:
         return 422, orjson.dumps({"error": 'expected a JSON object {"features": [...]}'})
-    if len(features) != N_FEATURES:
-        return 422, orjson.dumps({"error": f"expected {N_FEATURES} features, got {len(features)}"})
+    if len(features) != n_features:
+        return 422, orjson.dumps({"error": f"expected {n_features} features, got {len(features)}"})
     if not _FEATURE_TYPES.issuperset(map(type, features)):
         return 422, orjson.dumps({"error": "features must be numbers or null"})
     try:

@@ -15,9 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
-
-from bench.data import store, workload
+from bench.data import store
+from bench.data.schema import ID
 from bench.measure import metrics
 from bench.model import load, make_predictor
 
@@ -29,15 +28,16 @@ def job(
     as_of = time.time()  # the scores describe the customers as read now: staleness counts from here
     phases = metrics.Phases()
     with phases("load_model"):
-        predictor = make_predictor(load(model_path), predictor, num_threads)
+        model = load(model_path)
+        predictor = make_predictor(model, predictor, num_threads)
     with phases("read"):
-        frame = pl.read_parquet(customers_path)
-        workload.validate(frame, source=customers_path)
-        X = workload.feature_matrix(frame)
+        frame = model.schema.scan(customers_path).collect()
+        model.schema.validate(frame, source=customers_path)
+        X = model.schema.matrix(frame)
     with phases("score"):
         scores = predictor.predict(X)
     with phases("publish"):
-        ids = frame[workload.ID_COLUMN.name].to_numpy()
+        ids = frame[ID].to_numpy()
         # a file path, or a Valkey server's URL (store=valkey): the same publish, atomic either way
         target = store_path if store.is_url(store_path) else Path(store_path)
         store.publish(target, ids, {"score": scores}, {"as_of": as_of, "rows": len(ids)})

@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 from bench.core.errors import BenchError
 from bench.core.params import require_choice, require_positive
 from bench.data import workload
+from bench.data.schema import FeatureSchema
 from bench.measure import metrics
 from bench.model import Model, make_predictor
 from bench.patterns.base import PatternParams, RunContext, new_result
@@ -142,22 +143,11 @@ def input_order(predictor) -> str:
     return INPUT_ORDER.get(predictor.name, "F")
 
 
-def _feature_exprs() -> list[pl.Expr]:
-    """``workload.feature_matrix``'s columns (categoricals as their codes, all as Float64), for the
-    row-major build it has no option for (tests/unit/patterns/test_batch_local.py keeps the two equal)."""
-    return [
-        (pl.col(c.name).to_physical() if isinstance(c.dtype, pl.Enum) else pl.col(c.name)).cast(pl.Float64)
-        for c in workload.FEATURE_COLUMNS
-    ]
-
-
-def prepare(df: pl.DataFrame, order: str) -> np.ndarray:
-    """The model's input (``workload.feature_matrix``) in the layout ``order``, the same values either
-    way. Row-major straight from polars: 0.13 CPU-µs a row against 0.20 for numpy's copy of the
+def prepare(df: pl.DataFrame, order: str, schema: FeatureSchema = workload.SYNTHETIC) -> np.ndarray:
+    """The model's input (``schema.matrix``) in the layout ``order``, the same values either way.
+    Row-major straight from polars: 0.13 CPU-µs a row against 0.20 for numpy's copy of the
     column-major matrix (1M rows in 50k-row chunks)."""
-    if order == "F":
-        return workload.feature_matrix(df)
-    return df.select(_feature_exprs()).to_numpy(order="c")
+    return schema.matrix(df, order)
 
 
 def _read_units(path: Path, chunk_rows: int) -> list[tuple[int, int]]:
@@ -175,13 +165,17 @@ def _read_units(path: Path, chunk_rows: int) -> list[tuple[int, int]]:
 
 
 def read_chunks(
-    path: Path, chunk_rows: int, columns: tuple[str, ...], check: Callable[[pl.DataFrame, int], None] | None = None
+    path: Path,
+    chunk_rows: int,
+    columns: tuple[str, ...] | FeatureSchema,
+    check: Callable[[pl.DataFrame, int], None] | None = None,
 ) -> Iterator[tuple[int, pl.DataFrame, float, float]]:
     """(offset, frame, read seconds, check seconds) of consecutive ``chunk_rows``-row chunks of
-    ``columns`` (the last one shorter), cut from row-group reads. ``check(frame, offset)`` runs once
-    per read (the schema gate: per 100k-row group it cost 0.05 CPU-µs a row, per 10k-row chunk 0.18, its
-    query plan being per call). A chunk's seconds are its rows' share of its reads' and checks'."""
-    scan = pl.scan_parquet(path).select(columns)
+    ``columns`` (or a schema's canonical frame), the last one shorter, cut from row-group reads.
+    ``check(frame, offset)`` runs once per read (the schema gate: per 100k-row group it cost 0.05
+    CPU-µs a row, per 10k-row chunk 0.18, its query plan being per call). A chunk's seconds are its
+    rows' share of its reads' and checks'."""
+    scan = columns.scan(path) if isinstance(columns, FeatureSchema) else pl.scan_parquet(path).select(columns)
     pieces: list[pl.DataFrame] = []
     held, read_s, check_s, offset = 0, 0.0, 0.0, 0
     for start, rows in _read_units(path, chunk_rows):
@@ -295,20 +289,21 @@ class _Stages(ChunkWriter):
 class _Job:
     """One job's three stages over ``chunk_rows`` chunks, each returning its chunk's timings."""
 
-    def __init__(self, data_path: Path, predictor, writer: ChunkWriter, chunk_rows: int) -> None:
-        self.data_path, self.predictor, self.writer, self.chunk_rows = data_path, predictor, writer, chunk_rows
+    def __init__(self, data: workload.Dataset, predictor, writer: ChunkWriter, chunk_rows: int) -> None:
+        self.data_path, self.schema = Path(data.path), data.schema
+        self.predictor, self.writer, self.chunk_rows = predictor, writer, chunk_rows
         self.order = input_order(predictor)
 
     def _validate(self, df: pl.DataFrame, offset: int) -> None:
-        workload.validate(df, source=f"{self.data_path} rows {offset}..{offset + df.height}")
+        self.schema.validate(df, source=f"{self.data_path} rows {offset}..{offset + df.height}")
 
     def load(self) -> Iterator[tuple[pl.DataFrame, np.ndarray, dict]]:
         """Read and validate each row group, prepare each chunk of it (the reader thread)."""
         for offset, df, read_s, validate_s in read_chunks(
-            self.data_path, self.chunk_rows, INPUT_COLUMNS, check=self._validate
+            self.data_path, self.chunk_rows, self.schema, check=self._validate
         ):
             with metrics.stopwatch() as prepare_s:
-                X = prepare(df, self.order)
+                X = prepare(df, self.order, self.schema)
             info = {
                 "offset": offset,
                 "rows": df.height,
@@ -339,7 +334,7 @@ def check_input(data: workload.Dataset, context: RunContext) -> tuple[Path, int]
         raise BenchError(f"data file {str(data.path)!r} has no rows")
     # The schema gate over the whole file before any work (untimed); each row group passes it again
     # inside the timed region, as a production job would.
-    workload.validate(pl.scan_parquet(data.path), source=str(data.path))
+    data.schema.validate(data.scan(), source=str(data.path))
     return Path(context.run_dir) / "predictions.parquet", total
 
 
@@ -387,7 +382,7 @@ def run_local(data: workload.Dataset, model: Model, params: BatchParams, context
     predictor = make_predictor(model, params.predictor, params.num_threads)
 
     writer = ChunkWriter(tmp_path, model.sha256, group_rows=WRITE_GROUP_ROWS, total_rows=total)
-    job = _Job(Path(data.path), predictor, writer, params.chunk_rows)
+    job = _Job(data, predictor, writer, params.chunk_rows)
     try:
         with metrics.CpuMeter(interval_s=0.1) as meter, metrics.stopwatch() as wall:
             if params.overlap:
@@ -471,7 +466,7 @@ def finish(
     verdicts, and ``m`` stored as the result's metrics."""
     if params.baseline or params.verify:
         with metrics.CpuMeter(interval_s=0.5) as baseline_meter:
-            raw_s, raw_cpu_s, mismatches = _baseline_and_verify(data.path, out_path, predictor, params, total)
+            raw_s, raw_cpu_s, mismatches = _baseline_and_verify(data, out_path, predictor, params, total)
         busy = baseline_meter.result.contention()
         if busy and params.baseline:
             result.invalidate(f"during the raw predict() baseline, {busy}")
@@ -496,7 +491,7 @@ def finish(
 
 
 def _baseline_and_verify(
-    data_path: Path, out_path: Path, predictor, params: BatchParams, total: int
+    data: workload.Dataset, out_path: Path, predictor, params: BatchParams, total: int
 ) -> tuple[float, float, int]:
     """Untimed reads; time only ``predict`` on each chunk, given in the layout the job gives it;
     compare with what was written. Returns predict's wall and CPU seconds (the process's, all of its
@@ -506,8 +501,8 @@ def _baseline_and_verify(
     cpu_s = 0.0
     mismatches = 0
     written = read_chunks(out_path, params.chunk_rows, ("score",)) if params.verify else None
-    for _, df, _, _ in read_chunks(data_path, params.chunk_rows, INPUT_COLUMNS):
-        X = prepare(df, order)
+    for _, df, _, _ in read_chunks(Path(data.path), params.chunk_rows, data.schema):
+        X = prepare(df, order, data.schema)
         cpu0 = time.process_time()
         with phases("score"):
             expected = predictor.predict(X)

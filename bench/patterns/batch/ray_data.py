@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from bench.core.errors import BenchError
 from bench.data import workload
+from bench.data.schema import ID, FeatureSchema
 from bench.measure import metrics
 from bench.model import Model, make_predictor
 from bench.patterns.base import RunContext, new_result
@@ -49,7 +50,7 @@ READ_CPUS = 1
 CONSUMER_EXIT_S = 120.0
 
 
-def _as_schema_frame(block: pa.Table) -> pl.DataFrame:
+def _as_schema_frame(block: pa.Table, schema: FeatureSchema) -> pl.DataFrame:
     """The block as a polars frame whose categoricals are the schema's Enums.
 
     Polars keeps Enums through parquet in Arrow field metadata; should a block arrive without it
@@ -60,7 +61,7 @@ def _as_schema_frame(block: pa.Table) -> pl.DataFrame:
     assert isinstance(df, pl.DataFrame)
     casts = {
         c.name: c.dtype
-        for c in workload.SCHEMA
+        for c in schema.features
         if isinstance(c.dtype, pl.Enum) and c.name in df.columns and df.schema[c.name] != c.dtype
     }
     if casts:
@@ -76,7 +77,9 @@ def _as_schema_frame(block: pa.Table) -> pl.DataFrame:
 class Scorer:
     """One Ray Data actor: loads the model once, then validates, prepares and scores each batch."""
 
-    def __init__(self, model_path: str, model_sha256: str, predictor: str, num_threads: int, source: str) -> None:
+    def __init__(
+        self, model_path: str, model_sha256: str, predictor: str, num_threads: int, source: str, id_column: str
+    ) -> None:
         # In the actor's worker process: Ray pickles this class by value, so the model code is
         # imported where the actor runs, not captured from the driver.
         from bench import model as model_mod
@@ -86,16 +89,17 @@ class Scorer:
         if model.sha256 != model_sha256:
             raise BenchError(f"model file {model_path!r} changed since the driver loaded it (sha256 differs)")
         self.predictor = model_mod.make_predictor(model, predictor, num_threads)
+        self.schema = model.schema.with_id(id_column)
         self.source = source
         self.init: dict | None = {"pid": os.getpid(), "model_load_s": load_s[0]}
 
     def __call__(self, block: pa.Table) -> pa.Table:
         with metrics.stopwatch() as convert_s:
-            df = _as_schema_frame(block)
+            df = self.schema.canonical(_as_schema_frame(block, self.schema))
         with metrics.stopwatch() as validate_s:
-            workload.validate(df, source=f"{self.source} (a Ray Data batch of {df.height} rows)")
+            self.schema.validate(df, source=f"{self.source} (a Ray Data batch of {df.height} rows)")
         with metrics.stopwatch() as prepare_s:
-            X = workload.feature_matrix(df)
+            X = self.schema.matrix(df)
         with metrics.stopwatch() as score_s:
             scores = self.predictor.predict(X)
         info = {
@@ -111,7 +115,7 @@ class Scorer:
             marker = pa.nulls(0, pa.string())
         else:
             marker = pa.concat_arrays([pa.array([json.dumps(info)], pa.string()), pa.nulls(df.height - 1, pa.string())])
-        return pa.table({"customer_id": block.column("customer_id"), "score": pa.array(scores), INFO_COLUMN: marker})
+        return pa.table({ID: df.get_column(ID).to_arrow(), "score": pa.array(scores), INFO_COLUMN: marker})
 
 
 def _bytes_per_row(path: Path) -> float:
@@ -121,7 +125,7 @@ def _bytes_per_row(path: Path) -> float:
     return max(size / max(meta.num_rows, 1), 1.0)
 
 
-def _dataset(data_path: Path, model: Model, params: batch.BatchParams):
+def _dataset(data_path: Path, model: Model, params: batch.BatchParams, id_column: str):
     """The lazy Ray Data pipeline: read in blocks of ~``chunk_rows`` rows, score on the actor pool, in order."""
     import ray
 
@@ -140,6 +144,7 @@ def _dataset(data_path: Path, model: Model, params: batch.BatchParams):
                 "predictor": params.predictor,
                 "num_threads": params.num_threads,
                 "source": str(data_path),
+                "id_column": id_column,
             },
             batch_size=params.chunk_rows,
             batch_format="pyarrow",
@@ -270,6 +275,8 @@ def _read_seconds(ds) -> float | None:
 
 def run(data: workload.Dataset, model: Model, params: batch.BatchParams, context: RunContext) -> RunResult:
     """Score every row of ``data`` on Ray Data and write ``predictions.parquet`` into the run directory."""
+    if not data.schema.id_column:  # Ray Data's blocks carry no row offsets to number rows by
+        raise BenchError("BatchParams engine='ray' needs an id column in data_path: id_column='' is for engine='local'")
     out_path, total = batch.check_input(data, context)  # fails fast, before paying for Ray
     start = batch.process_start(model, params)  # untimed, before Ray starts: nothing else runs beside it
     tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
@@ -287,7 +294,7 @@ def run(data: workload.Dataset, model: Model, params: batch.BatchParams, context
                 f"BatchParams ray_actors × num_threads = {need - READ_CPUS} CPUs plus {READ_CPUS} for Ray Data's "
                 f"reads, but the Ray cluster has {cluster_cpus:g}"
             )
-        ds = _dataset(Path(data.path), model, params)
+        ds = _dataset(Path(data.path), model, params, data.schema.id_column)
         roots = {"driver": os.getpid(), **session.roots()}
         with metrics.CpuMeter(roots=roots, interval_s=0.1) as meter, metrics.stopwatch() as wall:
             samples, infos = _score_and_write(ds, writer, params, meter)

@@ -203,7 +203,8 @@ class LookupBackend(HttpBackend):
         rng = np.random.default_rng(p.seed)
         self.known = np.zeros(len(self.ids), dtype=bool)
         self.known[rng.permutation(len(self.ids))[: round(p.hit_ratio * len(self.ids))]] = True
-        frame = pl.read_parquet(data.path).head(len(self.ids))
+        # the canonical frame (customer_id and the features): the job reads it with the model's schema
+        frame = data.scan().head(len(self.ids)).collect()
         frame.filter(pl.Series(self.known)).write_parquet(self.customers_path)
         self.jobs: list[dict] = []
         first = self.run_job("initial")

@@ -275,7 +275,7 @@ def run(data: workload.Dataset, model: Model, params: MicrobatchParams, context:
     run_dir = Path(context.run_dir)
     ensure_writable(run_dir)
     table = events.ensure_events(data, params.events, params.event_seed)
-    event_ids, X = events.read(table)
+    event_ids, X = events.read(table, data.schema)
     expected = make_predictor(model, params.predictor, 1).predict(X)
     sat_n = params.saturation_events
     bulk = _bulk_rows_per_s(model, params, X)

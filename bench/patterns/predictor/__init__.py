@@ -150,9 +150,9 @@ def run(data: workload.Dataset, model: Model, params: PredictorParams, context: 
     sizes = parse_call_sizes(params.call_sizes)
     total = pl.scan_parquet(data.path).select(pl.len()).collect().item()
     check_sizes_fit(sizes, total)  # an explicit data_path may hold fewer rows than `rows`: before any work
-    df = pl.read_parquet(data.path)
-    workload.validate(df, source=str(data.path))
-    X = np.ascontiguousarray(workload.feature_matrix(df))
+    df = data.scan().collect()
+    data.schema.validate(df, source=str(data.path))
+    X = np.ascontiguousarray(data.schema.matrix(df))
     del df
     cores = os.cpu_count() or 1
     # The reference scores (untimed): LightGBM on every core; per row they do not depend on threads.

@@ -32,6 +32,7 @@ import psutil
 from bench.core.errors import BenchError
 from bench.core.params import require_choice, require_nonnegative, require_positive
 from bench.data import features, store, workload
+from bench.data.schema import ID
 from bench.measure import load, metrics, openloop
 from bench.measure.httpclient import HttpPool
 from bench.model import Model, make_predictor
@@ -314,6 +315,7 @@ class Backend:
             self.isolation = affinity.Isolation(reason="isolate_generator is off")
         else:
             self.isolation = affinity.isolate(roots, cores_needed)
+
     expected_aggregate: tuple[np.ndarray, np.ndarray] | None = None  #: per row of X: events, amount
     aggregate_info: dict | None = None
 
@@ -733,12 +735,12 @@ def make_backend(
 ) -> Backend:
     """A backend over the first ``rows`` customers, with every row's expected score, prepared."""
     ensure_writable(run_dir)
-    frame = pl.scan_parquet(data.path).head(params.rows).collect()
-    workload.validate(frame, source=str(data.path))
-    X = np.ascontiguousarray(workload.feature_matrix(frame))
+    frame = data.scan().head(params.rows).collect()
+    data.schema.validate(frame, source=str(data.path))
+    X = np.ascontiguousarray(data.schema.matrix(frame))
     expected = make_predictor(model, params.predictor, 1).predict(X)
     backend = kind(params, X, expected, model, run_dir)
-    backend.ids = frame[workload.ID_COLUMN.name].to_numpy()
+    backend.ids = frame[ID].to_numpy()
     backend.prepare(data)
     return backend
 
