@@ -456,10 +456,19 @@ def crossovers(table: pl.DataFrame, reference: str = "batch (local)") -> pl.Data
         other = table.filter(pl.col("option") == option).sort("predictions_per_day")
         v = ref["predictions_per_day"].to_numpy()
         d = np.log(other["cost_per_day"].to_numpy()) - np.log(ref["cost_per_day"].to_numpy())
-        for i in np.nonzero(np.sign(d[:-1]) * np.sign(d[1:]) < 0)[0]:
-            t = d[i] / (d[i] - d[i + 1])
-            at = float(np.exp(np.log(v[i]) + t * (np.log(v[i + 1]) - np.log(v[i]))))
-            cheaper = reference if d[i + 1] > 0 else option
+        # costs are step functions of whole replicas, so two can tie exactly on a swept volume: the sign
+        # changes between the nearest points that differ, and the crossing is the first tie between them
+        # (read point to point, a tie made both products 0 and the crossing was lost)
+        nz = np.nonzero(d)[0]
+        for i, j in zip(nz[:-1], nz[1:], strict=True):
+            if np.sign(d[i]) == np.sign(d[j]):
+                continue
+            if j == i + 1:
+                t = d[i] / (d[i] - d[j])
+                at = float(np.exp(np.log(v[i]) + t * (np.log(v[j]) - np.log(v[i]))))
+            else:
+                at = float(v[i + 1])
+            cheaper = reference if d[j] > 0 else option
             out.append({"option": option, "reference": reference, "crosses_at_per_day": at, "cheaper_above": cheaper})
     return pl.DataFrame(out)
 

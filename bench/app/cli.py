@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     pipe = sub.add_parser("pipeline", help="data, model, every pattern's sweep, then the report")
     pipe.add_argument("--profile", default="default", help=f"one of: {', '.join(profiles.PROFILES)}")
     pipe.add_argument("--results", type=Path, default=None)
+    pipe.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="your model_path, data_path, id_column"
+    )
 
     rep = sub.add_parser("report", help="rebuild results/report.html from the results on disk")
     rep.add_argument("--results", type=Path, default=None)
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             values = pipeline.pattern_parameters(args.pattern, args.profile, _overrides(args.param))
             print(pipeline.run_pattern(args.pattern, values, args.profile, args.results))
         elif args.command == "pipeline":
-            html = pipeline.full(args.profile, args.results)
+            html = pipeline.full(args.profile, args.results, workload=_overrides(args.param))
             print(f"report: {html}")
         elif args.command == "report":
             print(f"report: {pipeline.report(args.results)}")

@@ -19,9 +19,10 @@ from bench.core import paths
 from bench.core.errors import BenchError
 from bench.core.files import atomic_write_bytes
 from bench.core.params import from_string, parse
-from bench.data import workload
+from bench.data import workload as workload_mod
 from bench.model import training
 from bench.patterns import registry
+from bench.patterns.base import PatternParams
 
 #: The Jupyter kernel the pipeline runs notebooks in: this interpreter, registered under the venv.
 KERNEL_NAME = "bench"
@@ -92,8 +93,11 @@ def check_inputs(params: Any) -> None:
     the data file (readable, > 0 rows, the schema, its sidecar's hash) and a cached model (its
     sidecar's hash, before LightGBM parses it). Inside a kernel the same errors came last in a
     40–60-line traceback, or as DeadKernelError when LightGBM crashed on a truncated model."""
+    if params.model_path:  # a user's model: its features decide what the data must hold
+        runner.resolve_workload(params, training.load(params.model_path).schema)
+        return
     if params.data_path:
-        workload.open_dataset(params.data_path)
+        runner.resolve_workload(params)
     path = training.cached_model_path(runner.model_params(params))
     if path is not None and path.exists() and path.with_suffix(".json").exists():  # else it is retrained
         training.verify_file(path)
@@ -162,13 +166,54 @@ def report(results_dir: Path | None = None, profile: str = "") -> Path:
     return export_html(nb, results_dir / "report.html", REPORT_TITLE)
 
 
-def setup_notebooks(profile: str, results_dir: Path | None = None) -> None:
-    """Execute 00_data and 01_model for ``profile`` (generate the data, train the model)."""
+def setup_notebooks(profile: str, results_dir: Path | None = None, workload: dict[str, str] | None = None) -> None:
+    """Execute 00_data and 01_model for ``profile`` (generate the data, train the model); each is
+    skipped when the user's ``workload`` gives the table (``data_path``) or the model (``model_path``)."""
     prof = profiles.get(profile)
     out = (results_dir or paths.results_dir()) / "notebooks"
     rows = max(prof.batch_rows)
-    execute("00_data.ipynb", out / "00_data.ipynb", {"rows": rows, "train_rows": prof.model["train_rows"]})
-    execute("01_model.ipynb", out / "01_model.ipynb", {"profile": profile, **prof.model})
+    if not (workload or {}).get("data_path"):
+        execute("00_data.ipynb", out / "00_data.ipynb", {"rows": rows, "train_rows": prof.model["train_rows"]})
+    if not (workload or {}).get("model_path"):
+        execute("01_model.ipynb", out / "01_model.ipynb", {"profile": profile, **prof.model})
+
+
+#: What ``bench pipeline --param`` may set: the workload every run shares (your model and table).
+WORKLOAD_PARAMS = ("model_path", "data_path", "id_column")
+
+
+def check_workload(profile: str, workload: dict[str, str]) -> int | None:
+    """Refuse a ``bench pipeline --param`` other than :data:`WORKLOAD_PARAMS`, and check the model
+    and table (features, types, ids) before any run. Returns the table's rows (None: generated data)."""
+    unknown = sorted(set(workload) - set(WORKLOAD_PARAMS))
+    if unknown:
+        raise BenchError(
+            f"bench pipeline --param sets only {', '.join(WORKLOAD_PARAMS)} (the workload every run shares), "
+            f"not {unknown}; use bench run for one pattern's parameters"
+        )
+    if not workload:
+        return None
+    params = parse(PatternParams, dict(workload), owner="bench pipeline")  # what every pattern shares
+    schema = training.load(params.model_path).schema if params.model_path else workload_mod.SYNTHETIC
+    data = runner.resolve_workload(params, schema)
+    return data.rows if params.data_path else None
+
+
+def plan(profile: str, name: str, workload: dict[str, str], table_rows: int | None) -> tuple[list[dict], int]:
+    """The sweep points of pattern ``name`` on the user's workload, and how many were left out: with a
+    model file, the model-cost sweep's other models; with a table, the batch sizes (a batch run scores
+    the whole table) but the first, and every point fitted to the table (``Pattern.fit_to_table``)."""
+    prof, spec = profiles.get(profile), registry.get(name)
+    points = prof.sweep(name)
+    if not workload:
+        return points, 0
+    kept = [v for v in points if not workload.get("model_path") or prof.is_base_model(v)]
+    if table_rows is not None:
+        sizes = getattr(prof, spec.sweep.sizes) if spec.sweep.sizes else ()
+        if sizes:
+            kept = [v for v in kept if v.get("rows") == sizes[0]]
+        kept = [spec.fit_to_table(v, table_rows) for v in kept]
+    return [{**v, **workload} for v in kept], len(points) - len(kept)
 
 
 def _describe(pattern: str, values: dict[str, Any]) -> str:
@@ -176,20 +221,30 @@ def _describe(pattern: str, values: dict[str, Any]) -> str:
     return registry.get(pattern).label(values)
 
 
-def full(profile: str, results_dir: Path | None = None, log=print) -> Path:
-    """Everything ``make report`` does: data, model, every pattern's sweep, then the report."""
+def full(profile: str, results_dir: Path | None = None, log=print, workload: dict[str, str] | None = None) -> Path:
+    """Everything ``make report`` does: data, model, every pattern's sweep, then the report. With a
+    ``workload`` (``model_path``, ``data_path``, ``id_column``), every run scores the user's model and table."""
     prof = profiles.get(profile)
+    workload = dict(workload or {})
     results.ensure_writable(results_dir or paths.results_dir())
+    table_rows = check_workload(profile, workload)  # before any work
     t0 = time.perf_counter()
     log(f"[bench] profile {profile}: {prof.description}")
+    if workload:
+        log(f"[bench] your workload: {', '.join(f'{k}={v}' for k, v in workload.items())}")
     log("[bench] 00_data, 01_model: generating data and training the model")
-    setup_notebooks(profile, results_dir)
+    setup_notebooks(profile, results_dir, workload)
     failed = []
     for name in registry.names():
-        sweep = prof.sweep(name)
+        sweep, left_out = plan(profile, name, workload, table_rows)
+        if left_out:
+            log(f"[bench] {name}: {left_out} run(s) of the profile left out (your model, your table)")
         for i, values in enumerate(sweep, 1):
             predictor = values.get("predictor", "lightgbm")
             on = "" if predictor == "lightgbm" else f", {predictor}"
+            # a run of the model-cost sweep names its model: it is not the profile's own (a user's model file is)
+            sweep_model = not values.get("model_path") and not prof.is_base_model(values)
+            on += f", model {values['trees']}×{values['leaves']}" if sweep_model else ""
             what = f"{name} {i}/{len(sweep)} ({_describe(name, values)}{on})"
             unavailable = model.predictor_unavailable(predictor)
             if unavailable:  # an optional backend missing here is said once per run, not a failure

@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from bench.core.errors import BenchError
 from bench.patterns import registry
+
+
+@dataclass(frozen=True)
+class ModelSweep:
+    """Extra models the pipeline measures beside the base one (issue 18: how the answer moves with the
+    model's cost), and the runs each one gets, per pattern.
+
+    A pattern's runs are in the field named as its ``Sweep.base`` (``batch``, ``request``, ...), each a
+    variant over that pattern's base parameters in the profile, made once per extra model. Only the runs
+    the model-cost view needs: the predictor alone (single-row and 1,000-row cost, C4), a batch job
+    (the crossover's reference, C4), and each always-on pattern with its capacity search (the crossover's
+    other side, C5). The runs of these models never enter the headline (``bench.results.selection``)."""
+
+    models: tuple[dict[str, Any], ...] = ()  #: each a few PatternParams model fields over the profile's ``model``
+    batch: tuple[dict[str, Any], ...] = ()
+    microbatch: tuple[dict[str, Any], ...] = ()
+    request: tuple[dict[str, Any], ...] = ()
+    hybrid: tuple[dict[str, Any], ...] = ()
+    predictor: tuple[dict[str, Any], ...] = ()
+
+    def runs(self, base: str) -> tuple[dict[str, Any], ...]:
+        """The variants each extra model gets of the pattern whose ``Sweep.base`` is ``base``."""
+        return getattr(self, base, ()) if base in {f.name for f in fields(self)} - {"models"} else ()
 
 
 @dataclass(frozen=True)
@@ -37,6 +61,7 @@ class Profile:
     microbatch_compiled: tuple[dict[str, Any], ...] = ()
     hybrid_compiled: tuple[dict[str, Any], ...] = ()
     predictor_compiled: tuple[dict[str, Any], ...] = ()
+    model_sweep: ModelSweep = ModelSweep()  #: extra models and their runs (the report's model-cost section)
 
     def _field(self, name: str, default: Any) -> Any:
         """A field a pattern's sweep names ("" = the pattern has none: ``default``)."""
@@ -50,13 +75,30 @@ class Profile:
 
     def sweep(self, pattern: str) -> list[dict[str, Any]]:
         """Every run of ``pattern`` this profile makes, repeats included: the native predictor's sweep,
-        the claim runs, then the configurations re-run with the compiled predictor."""
+        the claim runs, the configurations re-run with the compiled predictor, then the extra models'
+        runs (``model_sweep_points``)."""
         sweep = registry.get(pattern).sweep
         points = self._points(pattern, self._field(sweep.variants, ({},)))
         base = self._field(sweep.base, {})
         points += [{**self.model, **base, **extra} for extra in self._field(sweep.extras, ())]
         compiled = self._points(pattern, self._field(sweep.compiled, ()))
-        return points + [{**point, "predictor": COMPILED_PREDICTOR} for point in compiled]
+        points += [{**point, "predictor": COMPILED_PREDICTOR} for point in compiled]
+        return points + self.model_sweep_points(pattern)
+
+    def model_sweep_points(self, pattern: str) -> list[dict[str, Any]]:
+        """The runs of ``pattern`` the extra models get: each variant over the pattern's base parameters,
+        once per model, the model's fields last (a variant cannot change the model it is run for)."""
+        sweep = registry.get(pattern).sweep
+        base = self._field(sweep.base, {})
+        return [
+            {**self.model, **base, **variant, **extra}
+            for extra in self.model_sweep.models
+            for variant in self.model_sweep.runs(sweep.base)
+        ]
+
+    def is_base_model(self, values: Mapping[str, Any]) -> bool:
+        """Whether a sweep point scores the profile's own model (not one of the model sweep's)."""
+        return all(values.get(k) == v for k, v in self.model.items()) and not values.get("model_path")
 
     def _points(self, pattern: str, variants: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
         """Each variant over the pattern's base parameters, with the pattern's sizes and repeats."""
@@ -147,6 +189,41 @@ HYBRID_VARIANTS: tuple[dict[str, Any], ...] = (
     {"store": "valkey", "lookup": "direct", "hit_ratio": 1.0},
 )
 
+#: The model-cost sweep (issue 18): trees × leaves around the base model (200 × 63) on the same
+#: synthetic data and training rows. Through the HTTP server one request of the base model used 484
+#: CPU-µs against 15 µs for its predictor alone on one row (the published report): the server's share
+#: dwarfs a cheap model's cost and weighs less the dearer the model, so the crossovers and C4/C5 may move.
+MODEL_GRID: tuple[dict[str, Any], ...] = tuple(
+    {"trees": t, "leaves": n} for t in (50, 200, 1_000) for n in (15, 63, 255) if (t, n) != (200, 63)
+)
+#: On a laptop only the grid's two corners, cheapest and dearest: four runs each, two of them with a
+#: capacity search, and the 1,000 × 255 model's training (the default report must stay short).
+MODEL_CORNERS: tuple[dict[str, Any], ...] = ({"trees": 50, "leaves": 15}, {"trees": 1_000, "leaves": 255})
+#: What each extra model is measured with: the predictor alone at call sizes 1 … 10,000 (100k rows: the
+#: untimed reference scores of the whole dataset are the run's slowest part on a 1,000-tree model); a
+#: 1M-row batch job (the base model's largest default size: the cost model reads the largest); the HTTP
+#: server and the 1,000-event / 50 ms micro-batches with their capacity searches (the configurations
+#: the base model also runs, so each crossover pair has the same label for every model).
+LAPTOP_MODEL_SWEEP = ModelSweep(
+    models=MODEL_CORNERS,
+    predictor=({"predictor": "lightgbm", "rows": 100_000, "call_sizes": "1,10,100,1000,10000"},),
+    batch=({"rows": 1_000_000},),
+    request=({"backend": "http"},),
+    microbatch=({"max_batch": 1_000, "max_wait_ms": 50.0},),
+)
+#: The published report: the whole grid, and the hybrid pattern with its lookup capacity as well.
+FULL_MODEL_SWEEP = replace(LAPTOP_MODEL_SWEEP, models=MODEL_GRID, hybrid=({},))
+#: CI: one tiny extra model through the predictor, a batch job and the HTTP server (capacity is not
+#: searched in smoke), so the path from the profile to the report's model-cost section runs: 25 s more
+#: (measured on 2 cores: the three notebooks took 7, 6 and 12 s).
+SMOKE_MODEL_SWEEP = ModelSweep(
+    models=({"trees": 10, "leaves": 7},),
+    predictor=({"predictor": "lightgbm"},),
+    batch=({"rows": 10_000},),
+    request=({"backend": "http"},),
+)
+
+
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
@@ -208,6 +285,7 @@ PROFILES: dict[str, Profile] = {
             request_compiled=({"backend": "http"},),
             microbatch_compiled=({},),
             hybrid_compiled=({},),
+            model_sweep=SMOKE_MODEL_SWEEP,
         ),
         Profile(
             name="default",
@@ -238,6 +316,7 @@ PROFILES: dict[str, Profile] = {
             predictor={"rows": 1_000_000, "call_sizes": PREDICTOR_SIZES, "min_seconds": 1.0, "num_threads": 1},
             predictor_variants=PREDICTOR_VARIANTS,
             **COMPILED_CONFIGS,
+            model_sweep=LAPTOP_MODEL_SWEEP,
         ),
         Profile(
             name="full",
@@ -278,9 +357,16 @@ PROFILES: dict[str, Profile] = {
             predictor={"rows": 1_000_000, "call_sizes": PREDICTOR_SIZES, "min_seconds": 2.0, "num_threads": 1},
             predictor_variants=PREDICTOR_VARIANTS,
             **COMPILED_CONFIGS,
+            model_sweep=FULL_MODEL_SWEEP,
         ),
     )
 }
+
+
+def base_model(name: str) -> dict[str, Any] | None:
+    """The model profile ``name`` compares in its headline (None for "": the report then takes the
+    model most runs scored)."""
+    return dict(get(name).model) if name else None
 
 
 def get(name: str) -> Profile:

@@ -76,7 +76,12 @@ def run_pattern(
     result = pattern.run(data, model, params, RunContext(run_id, run_dir, profile))
     result.metrics.setdefault("fixed_costs_s", {})["model_load"] = load_s[0]
     result.metrics["fixed_costs_s"].update(compile_costs)
-    result.metrics["model"] = {k: model.meta.get(k) for k in ("holdout_auc", "train_seconds", "train_rows")}
+    result.metrics["model"] = {k: model.meta.get(k) for k in ("holdout_auc", "train_seconds", "train_rows")} | {
+        "file": str(path) if params.model_path else None,  # a user's model; None: trained from the params
+        "trees": model.booster.num_trees(),
+        "features": len(model.schema.names),
+        "categorical_features": len(model.schema.categorical),
+    }
     if result.metrics.get("predictions") == 0:  # nothing was scored: no number of this run means anything
         errors = result.metrics.get("errors")
         result.invalidate("the pattern got no predictions" + (f" (errors: {errors})" if errors else ""))

@@ -53,6 +53,11 @@ class PatternParams:
             )
 
 
+def cap_rows(values: dict[str, Any], rows: int) -> dict[str, Any]:
+    """A sweep point on a table of ``rows`` rows: at most that many customers."""
+    return values | ({"rows": min(values["rows"], rows)} if "rows" in values else {})
+
+
 @dataclass(frozen=True)
 class RunContext:
     """Where a run writes and under which names it is filed."""
@@ -117,6 +122,15 @@ class Pattern:
     #: ``lookup="direct"``: clients read the online store, no model server in between). The bill then
     #: holds no service replicas; the run's measured ``components`` (its store) are what stays on.
     serviceless: Mapping[str, Any] = field(default_factory=dict)
+    #: A sweep point fitted to a user's table of ``rows`` rows (``bench pipeline --param data_path=``):
+    #: by default no more customers than the table holds; the predictor also drops larger call sizes.
+    on_table: Callable[[dict[str, Any], int], dict[str, Any]] = field(
+        default=lambda values, rows: cap_rows(values, rows)
+    )
+
+    def fit_to_table(self, values: Mapping[str, Any], rows: int) -> dict[str, Any]:
+        """``values`` for a table of ``rows`` rows (the pattern's ``on_table`` hook)."""
+        return self.on_table(dict(values), rows)
 
     def has_service(self, params: Mapping[str, Any] | Any) -> bool:
         """Whether a run with these parameters keeps an always-on service (replicas to bill)."""

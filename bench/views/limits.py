@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -32,8 +33,10 @@ def _median(values: Iterable[float | None]) -> float | None:
 
 def _model(r: RunResult) -> str:
     """The model a run scored with, short: ``200×63 (1a2b3c4d)``."""
-    p = r.params
-    return f"{p.get('trees')}×{p.get('leaves')} ({(r.provenance.get('model_sha256') or '')[:8]})"
+    p, sha = r.params, (r.provenance.get("model_sha256") or "")[:8]
+    if p.get("model_path"):  # a user's model file: trees and leaves are the synthetic model's, unused
+        return f"{Path(p['model_path']).name} ({sha})"
+    return f"{p.get('trees')}×{p.get('leaves')} ({sha})"
 
 
 def _predictor(r: RunResult) -> str:

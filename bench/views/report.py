@@ -2,8 +2,10 @@
 live in its view module (``bench.views.batch``, ``.microbatch``, ``.request``, ``.hybrid``, ``.limits``
 for the predictor), the data and model views in ``bench.views.data``.
 
-Runs are compared only within one machine (same CPU model, core count and memory): the report picks
-one machine and says how many runs from others it left out, never averaging across hardware.
+Runs are compared only within one machine (same CPU model, core count and memory) and one model: the
+report picks one machine and one model (a profile's base model; ``bench.results.selection``) and says
+how many runs from other machines and models it left out, never averaging across hardware or models;
+the model-cost sweep's other models have their own section (``bench.views.modelcost``).
 
 A report is read by a person: every table goes through :class:`Table` (whole, never truncated, numbers
 with thousands separators, no quotes), the main-window tables and plots leave fault runs out
@@ -236,6 +238,11 @@ def selection_summary(sel: Selection) -> pl.DataFrame:
         "git commits": ", ".join(commits) or "n/a",
         "packages": ", ".join(f"{k} {v}" for k, v in (provs[-1]["packages"].items() if provs else [])),
         "runs from other machines (not mixed in)": "; ".join(f"{k}: {v}" for k, v in sel.other_machines.items())
+        or "none",
+        "model compared": sel.model or "no valid runs yet",
+        "runs of other models (the model-cost sweep; not mixed in)": "; ".join(
+            f"{k}: {v}" for k, v in sel.other_models.items()
+        )
         or "none",
         "invalid runs (excluded)": "; ".join(f"{r.run_id}: {', '.join(r.invalid_reasons)}" for r in sel.invalid)
         or "none",
@@ -763,7 +770,8 @@ def decision(sel: Selection, prices, workload) -> Html:
     n = len(main_runs(sel.runs))
     lead = (
         f'<p class="bench-note">Measured on {html.escape(sel.machine or "no machine yet")} from {n} valid runs '
-        "(fault runs left out). Each use case gets the cheapest measured pattern that meets its needs; "
+        f"of one model, {html.escape(sel.model or 'none yet')}; fault runs and other models' runs are left out. "
+        "Each use case gets the cheapest measured pattern that meets its needs; "
         "the verdicts on the article's claims follow, then the evidence.</p>"
     )
     return Html(

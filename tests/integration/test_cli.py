@@ -84,7 +84,7 @@ def test_the_pipeline_goes_on_past_a_failed_run_and_fails_at_the_end(tmp_path, m
             raise PapermillExecutionError(0, 1, "boom", "BenchError", "store broke", [])
         return tmp_path / name
 
-    monkeypatch.setattr(pipeline, "setup_notebooks", lambda profile, results_dir: None)
+    monkeypatch.setattr(pipeline, "setup_notebooks", lambda *a, **kw: None)
     monkeypatch.setattr(pipeline, "run_pattern", fake_run)
     monkeypatch.setattr(pipeline, "report", lambda results_dir, profile: reported.append(1) or tmp_path / "r.html")
     lines: list[str] = []
@@ -99,7 +99,7 @@ def test_the_pipeline_skips_a_predictor_this_machine_cannot_run_and_says_so(tmp_
     from bench.app import pipeline
 
     attempted: list[dict] = []
-    monkeypatch.setattr(pipeline, "setup_notebooks", lambda profile, results_dir: None)
+    monkeypatch.setattr(pipeline, "setup_notebooks", lambda *a, **kw: None)
     monkeypatch.setattr(pipeline, "run_pattern", lambda name, values, *a: attempted.append(values) or tmp_path)
     monkeypatch.setattr(pipeline, "report", lambda results_dir, profile: tmp_path / "r.html")
     monkeypatch.setattr(model, "predictor_unavailable", lambda name: "no lleaves here" if name == "lleaves" else None)

@@ -151,3 +151,37 @@ def test_the_generated_data_is_refused_for_a_model_of_other_features(own: dict, 
     with pytest.raises(BenchError, match="give data_path"):
         runner.run_pattern("batch", {"model_path": str(own["model"]), "rows": 100}, run_dir=tmp_path / "run")
     assert not (tmp_path / "run" / "result.json").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# bench pipeline on your workload: the profile's runs fitted to your model and table
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_pipeline_plans_every_pattern_on_your_model_and_table(own: dict) -> None:
+    workload = {k: str(v) for k, v in _params(own).items()}
+    rows = pipeline.check_workload("smoke", workload)
+    assert rows == ROWS
+    for name in registry.names():
+        points, _ = pipeline.plan("smoke", name, workload, rows)
+        assert points, name
+        assert all(p["model_path"] == str(own["model"]) and p["id_column"] == "account_no" for p in points)
+        assert all(p.get("rows", 0) <= ROWS for p in points), name
+        parse_all = [parse(registry.get(name).params, p) for p in points]  # every point is a valid run
+        assert len(parse_all) == len(points)
+    batch, left_out = pipeline.plan("smoke", "batch", workload, rows)
+    assert left_out > 0 and len({p["rows"] for p in batch}) == 1  # a batch run scores the whole table
+    (predictor, *_), _ = pipeline.plan("smoke", "predictor", workload, rows)
+    assert max(int(s) for s in predictor["call_sizes"].split(",")) <= ROWS
+
+
+def test_the_pipeline_refuses_a_parameter_that_is_not_the_workload(own: dict) -> None:
+    with pytest.raises(BenchError, match=r"sets only model_path, data_path, id_column .* not \['rows'\]"):
+        pipeline.check_workload("smoke", {"rows": "5"})
+
+
+def test_the_pipeline_refuses_a_bad_table_before_any_run(own: dict, tmp_path: Path) -> None:
+    bad = _table(own, tmp_path, lambda df: df.drop("tier"))
+    with pytest.raises(BenchError, match=r"missing column\(s\) \['tier'\]"):
+        pipeline.full("smoke", tmp_path / "results", workload=_params(own) | {"data_path": bad})
+    assert not (tmp_path / "results" / "runs").exists()

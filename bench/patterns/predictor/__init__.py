@@ -25,6 +25,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -34,7 +35,7 @@ from bench.core.params import require_positive
 from bench.data import workload
 from bench.measure import metrics
 from bench.model import Model, make_predictor
-from bench.patterns.base import Pattern, PatternParams, RunContext, Sweep, new_result
+from bench.patterns.base import Pattern, PatternParams, RunContext, Sweep, cap_rows, new_result
 from bench.results import RunResult, ensure_writable
 
 DEFAULT_CALL_SIZES = "1,10,100,1000,10000,100000,1000000"
@@ -239,6 +240,12 @@ def predictor_point_label(values: dict) -> str:
     return f"rows per call {values.get('call_sizes')}"
 
 
+def _on_table(values: dict[str, Any], rows: int) -> dict[str, Any]:
+    """The predictor on a user's table: call sizes up to the table's rows (each call takes distinct rows)."""
+    sizes = [s for s in str(values.get("call_sizes", "")).split(",") if s.strip() and int(s) <= rows]
+    return cap_rows(values, rows) | ({"call_sizes": ",".join(sizes)} if sizes else {})
+
+
 PATTERN = Pattern(
     name="predictor",
     params=PredictorParams,
@@ -249,4 +256,5 @@ PATTERN = Pattern(
     label=predictor_point_label,
     sweep=Sweep(base="predictor", variants="predictor_variants", compiled="predictor_compiled"),
     view="bench.views.limits",
+    on_table=_on_table,
 )

@@ -131,6 +131,23 @@ def test_sweep_and_crossover_follow_the_measurements():
     assert after["cost_per_day"][0] == pytest.approx(before["cost_per_day"][0] / 2, rel=0.01)
 
 
+def test_a_crossing_on_an_exact_tie_is_found():
+    """Costs of whole replicas tie exactly on a swept volume; the crossing there was lost."""
+    v = [1e6, 1e7, 1e8, 1e9]
+    table = pl.DataFrame(
+        {
+            "predictions_per_day": v * 2,
+            "option": ["a"] * 4 + ["b"] * 4,
+            "cost_per_day": [1.0, 2.0, 4.0, 8.0] + [2.0, 2.0, 2.0, 2.0],
+        }
+    )
+    cross = cost.crossovers(table, reference="b")
+    assert cross.to_dicts() == [{"option": "a", "reference": "b", "crosses_at_per_day": 1e7, "cheaper_above": "b"}]
+    apart = table.with_columns(pl.Series("cost_per_day", [1.0, 3.0, 4.0, 8.0] + [2.0] * 4))
+    (row,) = cost.crossovers(apart, reference="b").to_dicts()  # no tie: interpolated between the points
+    assert 1e6 < row["crosses_at_per_day"] < 1e7 and row["cheaper_above"] == "b"
+
+
 def test_ratio_interval_reflects_the_spread_of_repeats():
     w = cost.Workload(1e8, peak_to_mean=1.0)
     same = cost.Option("batch", "job", tuple(cost.batch_measures([batch_run("a"), batch_run("b")])))
