@@ -210,9 +210,9 @@ def plan(profile: str, name: str, workload: dict[str, str], table_rows: int | No
     kept = [v for v in points if not workload.get("model_path") or prof.is_base_model(v)]
     if table_rows is not None:
         sizes = getattr(prof, spec.sweep.sizes) if spec.sweep.sizes else ()
-        if sizes:
-            kept = [v for v in kept if v.get("rows") == sizes[0]]
-        kept = [spec.fit_to_table(v, table_rows) for v in kept]
+        kept = [spec.fit_to_table(v, table_rows) for v in kept if not sizes or v.get("rows") == sizes[0]]
+        if sizes:  # a sized run reads the whole table: its label says so
+            kept = [{**v, "rows": table_rows} for v in kept]
     return [{**v, **workload} for v in kept], len(points) - len(kept)
 
 
@@ -232,7 +232,8 @@ def full(profile: str, results_dir: Path | None = None, log=print, workload: dic
     log(f"[bench] profile {profile}: {prof.description}")
     if workload:
         log(f"[bench] your workload: {', '.join(f'{k}={v}' for k, v in workload.items())}")
-    log("[bench] 00_data, 01_model: generating data and training the model")
+    if not (workload.get("data_path") and workload.get("model_path")):
+        log("[bench] 00_data, 01_model: generating data and training the model")
     setup_notebooks(profile, results_dir, workload)
     failed = []
     for name in registry.names():

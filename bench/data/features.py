@@ -83,7 +83,7 @@ def generate_activity(
     each with a lognormal amount (median about 20, rounded to cents). Ordered by event time."""
     _check_generation(per_customer, days, seed)
     try:
-        ids = pl.read_parquet(data.path, columns=[ID])[ID].to_numpy()
+        ids = data.scan().select(ID).collect()[ID].to_numpy()  # the table's id column, as every pattern reads it
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise BenchError(f"data file {str(data.path)!r} is not a readable parquet file with {ID!r}: {exc}") from exc
     rng = np.random.default_rng(seed)
