@@ -119,20 +119,18 @@ class FeatureSchema:
             frame = frame.with_row_index(ID)
         return self.canonical(frame)
 
-    def canonical(self, frame: pl.LazyFrame | pl.DataFrame, offset: int = 0):
+    def canonical(self, frame: pl.LazyFrame | pl.DataFrame):
         """``frame`` (a table of this schema) as ``customer_id`` and the features. Without an id
         column the frame must already hold ``customer_id`` as its row index (:meth:`scan` adds it)."""
         if self.strict and self.id_column == ID:
             return frame.select([ID, *self.names])
-        ident = pl.col(self.id_column if self.id_column else ID).cast(pl.Int64).alias(ID)
-        exprs = [ident]
+        dtypes = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema  # resolved once
+        exprs = [pl.col(self.id_column if self.id_column else ID).cast(pl.Int64).alias(ID)]
         for col in self.features:
             c = pl.col(col.name)
-            if col.name in self.levels:
+            if col.name in self.levels and not dtypes[col.name].is_integer():  # names -> the model's codes
                 mapping = {name: i for i, name in enumerate(self.levels[col.name])}
-                dtype = frame.collect_schema()[col.name] if isinstance(frame, pl.LazyFrame) else frame.schema[col.name]
-                if not dtype.is_integer():
-                    c = c.cast(pl.String).replace_strict(mapping, default=-1, return_dtype=pl.Int64)
+                c = c.cast(pl.String).replace_strict(mapping, default=-1, return_dtype=pl.Int64)
             exprs.append(c.alias(col.name))
         return frame.select(exprs)
 
